@@ -1,0 +1,5 @@
+import sys
+
+from soraplan.cli.main import main
+
+sys.exit(main())

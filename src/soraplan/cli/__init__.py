@@ -1,0 +1,1 @@
+"""Command-line interface: ``soraplan <command>`` (also ``python -m soraplan``)."""

@@ -1,0 +1,37 @@
+"""Entry point of the ``soraplan`` command: one sub-command per job, each in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import demo, inspect
+from .errors import UserError
+
+COMMANDS = (demo, inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soraplan", description="Image-to-video generation and training (Open-Sora Plan v1.3 compatible)."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"soraplan {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"soraplan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

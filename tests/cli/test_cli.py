@@ -1,0 +1,78 @@
+"""The `soraplan` command as a user runs it: real processes, real folders, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from soraplan.models import build_inpaint
+
+from ..conftest import require_parity_dir
+
+
+def soraplan(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "soraplan", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_inspect_reference_fixture_folder():
+    folder = require_parity_dir() / "transformer_inpaint"
+    result = soraplan("inspect", folder)
+    assert result.returncode == 0, result.stderr
+    assert "OpenSoraInpaint (config _class_name: OpenSoraInpaint_v1_3)" in result.stdout
+    assert "dense x4 (0, 1, 30, 31), single-skip x14, group-skip x14 (Skiparse k=4)" in result.stdout
+    assert "every key and shape matches" in result.stdout
+
+
+def test_inspect_reports_a_broken_folder(tmp_path):
+    build_inpaint("tiny").save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    del state["scale_shift_table"]
+    save_file(state, weights)
+    result = soraplan("inspect", tmp_path, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["missing"] == ["scale_shift_table"] and not report["ok"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["inspect", "no/such/folder"], "has no config.json"),
+        (["demo", "--num_frames", "10"], "--num_frames 10 is not 4k+1; use e.g. 9"),
+        (["demo", "--height", "100"], "multiples of 16"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(args, message, tmp_path):
+    result = soraplan(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_in_folder_is_a_user_error(tmp_path):
+    build_inpaint("tiny").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["attention_head_dim"] = 8
+    config["cross_attention_dim"] = 16
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = soraplan("inspect", tmp_path)
+    assert result.returncode == 2 and "divisible by 6" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = soraplan("demo", "--output-dir", tmp_path / "demo", "--num_frames", "9", "--height", "32", "--width", "48",
+                      "--steps", "1")
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM weights" in result.stdout and "no video is generated" in result.stdout
+    assert "keys and shapes match" in result.stdout
+    assert "output (2, 8, 3, 4, 6), finite: True" in result.stdout
+    assert (tmp_path / "demo" / "transformer" / "config.json").is_file()
+    assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]  # no staging left behind
