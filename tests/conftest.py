@@ -29,9 +29,12 @@ def require_parity_dir() -> Path:
 
 
 def randomize_(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch.nn.Module:
-    """Overwrite every parameter with N(0, std²), so zero-initialised branches are active in tests."""
+    """Overwrite every trainable parameter with N(0, std²), so zero-initialised branches are active in tests.
+
+    Frozen parameters (the WF-VAE's Haar filters) keep their constructed values."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, param in sorted(model.named_parameters()):
-            param.copy_(torch.randn(param.shape, generator=generator) * std)
+            if param.requires_grad:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
     return model

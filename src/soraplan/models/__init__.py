@@ -1,4 +1,4 @@
-"""Neural network modules: the v1.3 diffusion transformer (T2V and inpaint/I2V) and its parts."""
+"""Neural network modules: the v1.3 diffusion transformer (T2V and inpaint/I2V) and the WF-VAE."""
 
 from .configs import (
     TRANSFORMER_SIZES,
@@ -17,6 +17,7 @@ from .checkpoints import (
     transformer_class,
 )
 from .transformer import OpenSoraInpaint, OpenSoraT2V, layer_attention_kinds
+from .vae import WFVAE
 
 __all__ = [
     "InpaintInitReport",
@@ -29,6 +30,7 @@ __all__ = [
     "OpenSoraInpaint",
     "OpenSoraT2V",
     "TRANSFORMER_SIZES",
+    "WFVAE",
     "build_inpaint",
     "build_t2v",
     "layer_attention_kinds",
