@@ -38,3 +38,31 @@ def randomize_(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch
             if param.requires_grad:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     return model
+
+
+def make_videos(folder: Path, count: int, frames: int = 12, size: int = 32, seed: int = 0) -> list[Path]:
+    """Real mp4 files: a coloured square moving over a gradient background."""
+    import numpy as np
+
+    from soraplan.data import write_video
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        background = np.linspace(0, 1, size)[None, :, None] * rng.uniform(0, 255, 3)[None, None, :]
+        colour = rng.uniform(0, 255, 3)
+        side = size // 4
+        x0, y0 = rng.integers(0, size - side, 2)
+        dx, dy = rng.integers(-1, 2, 2)
+        video = np.empty((frames, size, size, 3), dtype=np.uint8)
+        for t in range(frames):
+            frame = np.broadcast_to(background, (size, size, 3)).copy()
+            x = int(np.clip(x0 + dx * t, 0, size - side))
+            y = int(np.clip(y0 + dy * t, 0, size - side))
+            frame[y:y + side, x:x + side] = colour
+            video[t] = frame.astype(np.uint8)
+        path = folder / f"clip{index:03d}.mp4"
+        write_video(path, video, fps=8)
+        paths.append(path)
+    return paths

@@ -94,13 +94,15 @@ class Encoder(nn.Module):
         self.wavelet_tranform_l1 = HaarWavelet2D()  # (sic) released key names
         self.wavelet_tranform_l2 = HaarWavelet3D()
 
-    def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
+    def forward(self, coeffs: torch.Tensor, return_coeffs: bool = False):
+        """Moments; with ``return_coeffs`` also the energy-flow Haar coefficients (l1, l2) it used."""
         l1_coeffs = self.wavelet_tranform_l1(coeffs[:, :3])  # (B, 12, T, H/4, W/4) from the LLL band
         l2_coeffs = self.wavelet_tranform_l2(l1_coeffs[:, :3])  # (B, 24, T', H/8, W/8)
         h = self.down1(coeffs)  # (B, b, T, H/4, W/4)
         h = self.down2(torch.cat([h, self.connect_l1(l1_coeffs)], dim=1))  # (B, 2b, T', H/8, W/8)
         h = self.mid(torch.cat([h, self.connect_l2(l2_coeffs)], dim=1))  # (B, 4b, T', H/8, W/8)
-        return self.conv_out(swish(self.norm_out(h)))
+        moments = self.conv_out(swish(self.norm_out(h)))
+        return (moments, (l1_coeffs, l2_coeffs)) if return_coeffs else moments
 
 
 class Decoder(nn.Module):
@@ -137,16 +139,20 @@ class Decoder(nn.Module):
         self.inverse_wavelet_tranform_l1 = InverseHaarWavelet2D()
         self.inverse_wavelet_tranform_l2 = InverseHaarWavelet3D()
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, return_coeffs: bool = False):
+        """Coefficients; with ``return_coeffs`` also its energy-flow predictions of the encoder's (l1, l2)."""
         d = self.energy_flow_hidden_size
         h = self.mid(self.conv_in(z))  # (B, 4b + d, T', h, w)
-        l2 = self.inverse_wavelet_tranform_l2(self.connect_l2(h[:, -d:]))  # (B, 3, T, 2h, 2w)
+        l2_coeffs = self.connect_l2(h[:, -d:])  # (B, 24, T', h, w)
+        l2 = self.inverse_wavelet_tranform_l2(l2_coeffs)  # (B, 3, T, 2h, 2w)
         h = self.up2(h[:, :-d])  # (B, 4b + d, T, 2h, 2w)
         l1_coeffs = self.connect_l1(h[:, -d:])  # (B, 12, T, 2h, 2w)
-        l1 = self.inverse_wavelet_tranform_l1(torch.cat([l1_coeffs[:, :3] + l2, l1_coeffs[:, 3:]], dim=1))
+        l1_coeffs = torch.cat([l1_coeffs[:, :3] + l2, l1_coeffs[:, 3:]], dim=1)
+        l1 = self.inverse_wavelet_tranform_l1(l1_coeffs)  # (B, 3, T, 4h, 4w)
         h = self.layer(self.up1(h[:, :-d]))  # (B, b, T, 4h, 4w)
         h = self.conv_out(swish(self.norm_out(h)))  # (B, 24, T, 4h, 4w)
-        return torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
+        coeffs = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
+        return (coeffs, (l1_coeffs, l2_coeffs)) if return_coeffs else coeffs
 
 
 class WFVAE(ModelMixin, ConfigMixin):
@@ -235,11 +241,30 @@ class WFVAE(ModelMixin, ConfigMixin):
         coeffs = self._decode_chunked(z) if self.use_tiling else self.decoder(z)
         return InverseHaarWavelet3D().to(z.device)(coeffs)
 
-    def forward(self, x: torch.Tensor, sample_posterior: bool = False, generator: torch.Generator | None = None):
-        """Reconstruction and posterior: ``(decode(z), posterior)``, z the posterior mode or a sample."""
-        posterior = self.encode(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        sample_posterior: bool = False,
+        generator: torch.Generator | None = None,
+        return_wavelet_coeffs: bool = False,
+    ):
+        """Reconstruction and posterior: ``(decode(z), posterior)``, z the posterior mode or a sample.
+
+        With ``return_wavelet_coeffs`` (training, no chunking) a third output pairs the encoder's
+        energy-flow Haar coefficients with the decoder's predictions of them:
+        ``(enc_l1, dec_l1, enc_l2, dec_l2)``, the targets of the wavelet loss.
+        """
+        if not return_wavelet_coeffs:
+            posterior = self.encode(x)
+            z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+            return self.decode(z), posterior
+        check_video_shape(x)
+        moments, (enc_l1, enc_l2) = self.encoder(HaarWavelet3D().to(x.device)(x), return_coeffs=True)
+        posterior = DiagonalGaussianDistribution(moments)
         z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        return self.decode(z), posterior
+        coeffs, (dec_l1, dec_l2) = self.decoder(z, return_coeffs=True)
+        video = InverseHaarWavelet3D().to(z.device)(coeffs)
+        return video, posterior, (enc_l1, dec_l1, enc_l2, dec_l2)
 
     def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
         """VAE latent -> diffusion latent: ``(z - shift) * scale`` per channel."""

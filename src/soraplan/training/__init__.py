@@ -1,0 +1,1 @@
+"""Training: VAE trainer (and, later, the I2V trainer), losses, checkpoint bookkeeping."""
