@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(INSTALLED)
 
 test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -q -m slow
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/vae.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

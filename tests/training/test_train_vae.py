@@ -93,3 +93,20 @@ def test_checkpoint_bookkeeping(tmp_path):
     assert resolve_resume(tmp_path, None) is None
     assert [p.name for p in prune_checkpoints(tmp_path, 2)] == ["checkpoint-5"]
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-15"]
+
+
+def test_two_process_data_parallel_training(videos, tmp_path):
+    """torchrun with 2 CPU processes: one gloo group, one set of weights, per-rank RNG state saved."""
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "soraplan", "train-vae",
+         "--video_path", str(videos / "train"), "--eval_video_path", str(videos / "eval"), "--ckpt_dir", str(out),
+         "--model_config", str(videos / "tiny_vae.json"), "--num_frames", "9", "--resolution", "32",
+         "--batch_size", "2", "--max_steps", "4", "--save_ckpt_step", "4", "--log_steps", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 1  # rank 0 reports
+    state = out / "checkpoint-4" / "accelerate_state"
+    assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+    assert WFVAE.from_pretrained(out / "vae") is not None

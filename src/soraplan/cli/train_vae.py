@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import fields
 
 from .errors import UserError
@@ -69,5 +70,6 @@ def run(args) -> int:
         result = train_vae(config)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
         raise UserError(str(error)) from None
-    print(json.dumps(result))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
     return 0

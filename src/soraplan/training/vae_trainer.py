@@ -117,7 +117,7 @@ class VAETrainer:
         self.output_dir = Path(config.ckpt_dir)
         if config.mix_precision not in PRECISIONS:
             raise ValueError(f"--mix_precision must be one of {', '.join(PRECISIONS)}, got {config.mix_precision!r}")
-        self.accelerator = Accelerator(mixed_precision=PRECISIONS[config.mix_precision])
+        self.accelerator = Accelerator(mixed_precision=PRECISIONS[config.mix_precision], cpu=_multi_process_cpu())
         set_seed(config.seed, device_specific=True)
         self.weights = VAELossWeights(config.kl_weight, config.wavelet_weight, config.perceptual_weight,
                                       config.disc_weight, config.loss_type)
@@ -309,6 +309,12 @@ class VAETrainer:
                 self._save_ema_copy(folder)
             else:
                 self._unwrapped().save_pretrained(folder)
+
+
+def _multi_process_cpu() -> bool:
+    """Several processes (torchrun / accelerate launch) without a GPU: accelerate needs cpu=True to join
+    them in one gloo group instead of running N independent trainings."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def train_vae(config: VAETrainConfig) -> dict:

@@ -12,7 +12,7 @@ channels.
 Everything is causal in time: frame 0 is encoded on its own (an image is the 1-frame case).
 
 Long videos: ``enable_tiling()`` encodes and decodes in temporal chunks carrying causal state between
-chunks. Every chunk of the decoder gets one latent frame of look-ahead so temporal interpolation sees
+chunks; large frames: ``enable_spatial_tiling()`` works on overlapping, blended spatial tiles. Every chunk of the decoder gets one latent frame of look-ahead so temporal interpolation sees
 its right neighbour; the result equals the un-chunked one up to float rounding for any chunk sizes
 (the reference skips the look-ahead for the chunk before the last one, which breaks that equality for
 some lengths).
@@ -31,6 +31,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .tiling import blend_spatial_tiles
 from .layers import (
     CausalConv3d,
     Downsample2D,
@@ -202,6 +203,8 @@ class WFVAE(ModelMixin, ConfigMixin):
         self.use_tiling = False
         self.t_chunk_enc = 16  # Haar-3-D coefficient frames per encoder chunk (even)
         self.t_chunk_dec = 4  # latent frames per decoder chunk
+        self.tile_sample_size: int | None = None  # spatial tiles (pixels); None = off
+        self.tile_overlap = 0
 
     # ----------------------------------------------------------------------------------------------
     # public API
@@ -221,15 +224,27 @@ class WFVAE(ModelMixin, ConfigMixin):
     def disable_tiling(self):
         self.use_tiling = False
 
+    def enable_spatial_tiling(self, tile_sample_size: int = 256, tile_overlap: int = 64):
+        """Encode/decode frames larger than ``tile_sample_size`` pixels as overlapping tiles, blended
+        across ``tile_overlap`` pixels: memory bounded by the tile, output approximate at the seams."""
+        if tile_sample_size < 32 or tile_sample_size % SPACE_STRIDE:
+            raise ValueError(f"tile_sample_size must be a multiple of 8 and at least 32, got {tile_sample_size}")
+        if not 0 <= tile_overlap < tile_sample_size or tile_overlap % SPACE_STRIDE:
+            raise ValueError(f"tile_overlap must be a multiple of 8 below the tile size, got {tile_overlap}")
+        self.tile_sample_size, self.tile_overlap = tile_sample_size, tile_overlap
+
+    def disable_spatial_tiling(self):
+        self.tile_sample_size = None
+
     def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
         """Video (B, 3, 1+4k, H, W) in [-1, 1], H and W multiples of 8 -> posterior over
         (B, latent_dim, 1+k, H/8, W/8) with ``.mode()`` and ``.sample(generator=...)``."""
         check_video_shape(x)
-        coeffs = HaarWavelet3D().to(x.device)(x)  # (B, 24, 1+2k, H/2, W/2)
-        if self.use_tiling:
-            moments = self._encode_chunked(coeffs)
+        if self.tile_sample_size is None:
+            moments = self._encode_moments(x)
         else:
-            moments = self.encoder(coeffs)
+            moments = blend_spatial_tiles(x, self._encode_moments, self.tile_sample_size, self.tile_overlap,
+                                          scale=(1, SPACE_STRIDE), align=SPACE_STRIDE)
         return DiagonalGaussianDistribution(moments)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -238,8 +253,10 @@ class WFVAE(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"latent must be (B, {self.config.latent_dim}, T, h, w), got {tuple(z.shape)}"
             )
-        coeffs = self._decode_chunked(z) if self.use_tiling else self.decoder(z)
-        return InverseHaarWavelet3D().to(z.device)(coeffs)
+        if self.tile_sample_size is None:
+            return self._decode_video(z)
+        return blend_spatial_tiles(z, self._decode_video, self.tile_sample_size // SPACE_STRIDE,
+                                   self.tile_overlap // SPACE_STRIDE, scale=(SPACE_STRIDE, 1))
 
     def forward(
         self,
@@ -287,6 +304,14 @@ class WFVAE(ModelMixin, ConfigMixin):
         shift = torch.tensor(self.config.shift, device=z.device, dtype=z.dtype).view(shape)
         scale = torch.tensor(self.config.scale, device=z.device, dtype=z.dtype).view(shape)
         return shift, scale
+
+    def _encode_moments(self, x: torch.Tensor) -> torch.Tensor:
+        coeffs = HaarWavelet3D().to(x.device)(x)  # (B, 24, 1+2k, H/2, W/2)
+        return self._encode_chunked(coeffs) if self.use_tiling else self.encoder(coeffs)
+
+    def _decode_video(self, z: torch.Tensor) -> torch.Tensor:
+        coeffs = self._decode_chunked(z) if self.use_tiling else self.decoder(z)
+        return InverseHaarWavelet3D().to(z.device)(coeffs)
 
     def _encode_chunked(self, coeffs: torch.Tensor) -> torch.Tensor:
         with streaming(self.encoder):
