@@ -34,8 +34,12 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0, crf: int = 18) -> None:
-    """Write (T, H, W, 3) uint8 RGB frames as H.264 mp4; written to a temporary name, then renamed."""
-    frames = np.asarray(frames)
+    """Write (T, H, W, 3) uint8 RGB frames as H.264 mp4; written to a temporary name, then renamed.
+
+    ``crf`` is x264's quality (lower is better; 0 is lossless, so the decoded frames are exactly the
+    YUV 4:2:0 version of the input even though x264's byte stream is not bit-reproducible).
+    """
+    frames = np.ascontiguousarray(frames)  # PyAV reads the raw buffer: strided views would be garbled
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     height, width = frames.shape[1:3]

@@ -1,0 +1,211 @@
+"""Image-to-video sampling with the Open-Sora Plan v1.3 inpaint model.
+
+    prompt -> T5/mT5 states;  images / video -> conditioning video + mask (pipelines.conditioning)
+    masked video -> WF-VAE latent (normalised);  mask -> 4-channel latent mask
+    noise (B, 8, T', h, w) · init_noise_sigma
+    for t: transformer([latent | masked latent | mask], t, text) with CFG -> scheduler step
+    latent -> WF-VAE decode -> uint8 frames (B, T, H, W, 3)
+
+Differences from the reference pipeline, on purpose: the conditioning latent is the posterior mean
+(the reference draws a random sample), any number of keyframes at any frame indices, ``noise_strength``
+on the given frames, a ``generator`` for every random draw (seeded runs repeat exactly), and any dtype.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..masks import MaskType, add_condition_noise, compress_mask
+from ..models.text import encode_text
+from .conditioning import Conditioning, build_conditioning
+
+
+@dataclass
+class OpenSoraPipelineOutput(BaseOutput):
+    """``videos``: (B, T, H, W, 3) uint8 array (or the latents with ``output_type="latent"``)."""
+
+    videos: np.ndarray | torch.Tensor
+    mask_type: MaskType | None = None
+
+
+def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2023, sec. 3.4): match the std of the conditional prediction."""
+    dims = list(range(1, guided.ndim))
+    rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return rescale * rescaled + (1 - rescale) * guided
+
+
+class OpenSoraInpaintPipeline(DiffusionPipeline):
+    """I2V / keyframe interpolation / video continuation / T2V with ``OpenSoraInpaint``."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+
+    def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler):
+        super().__init__()
+        self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              scheduler=scheduler)
+
+    # ----------------------------------------------------------------------------------------------
+
+    @property
+    def vae_stride(self) -> tuple[int, int]:
+        return 4, 8
+
+    def encode_prompt(self, prompts: list[str], negative: list[str] | None, max_sequence_length: int, device):
+        """(states, mask) for [negative; positive] when ``negative`` is given, else positive only."""
+        texts = (negative or []) + prompts
+        states, mask = encode_text(self.text_encoder, self.tokenizer, texts, max_sequence_length, device)
+        return states.to(self.transformer.dtype), mask
+
+    def encode_conditioning(self, conditioning: list[Conditioning], noise_strength: float, generator, device):
+        """Masked videos -> normalised VAE latents (posterior mean) and compressed masks."""
+        dtype = self.vae.dtype
+        video = torch.stack([c.video for c in conditioning]).to(device, dtype)  # (B, 3, T, H, W)
+        mask = torch.stack([c.mask for c in conditioning]).to(device)  # (B, T)
+        if noise_strength > 0:
+            video = add_condition_noise(video, mask, float(np.log(noise_strength)), 0.01, generator)
+        latents = self.vae.normalize_latents(self.vae.encode(video).mode())
+        latent_mask = compress_mask(mask.to(dtype), video.shape[-2], video.shape[-1], *self.vae_stride)
+        return latents, latent_mask
+
+    def check_inputs(self, num_frames, height, width, guidance_scale, num_inference_steps, noise_strength):
+        problems = []
+        if num_frames < 1 or (num_frames - 1) % 4:
+            problems.append(f"num_frames {num_frames} is not 4k+1 (e.g. 1, 29, 45, 61, 93)")
+        if height % 16 or width % 16 or height <= 0 or width <= 0:
+            problems.append(f"height/width must be positive multiples of 16 (32 recommended), got {height}x{width}")
+        if num_inference_steps < 1:
+            problems.append("num_inference_steps must be at least 1")
+        if guidance_scale < 0:
+            problems.append("guidance_scale must be >= 0")
+        if not 0 <= noise_strength <= 1:
+            problems.append(f"noise_strength must lie in [0, 1], got {noise_strength}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    # ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        conditions: list | None = None,
+        condition_indices: list[int] | None = None,
+        mask_type: str | MaskType | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_frames: int = 93,
+        height: int = 352,
+        width: int = 640,
+        crop_for_hw: bool = False,
+        max_hxw: int = 236544,
+        num_inference_steps: int = 100,
+        guidance_scale: float = 7.5,
+        guidance_rescale: float = 0.0,
+        num_samples_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        noise_strength: float = 0.0,
+        max_sequence_length: int = 512,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ):
+        """Generate ``num_samples_per_prompt`` videos for each prompt, all with the same conditioning.
+
+        ``conditions``: images (1 -> i2v, 2 -> first/last transition, N with ``condition_indices`` ->
+        keyframes) or one video (continuation); None -> text-to-video. ``mask_type`` overrides the
+        default type. Images and videos are paths, PIL images or uint8 arrays.
+        """
+        self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        device = self._execution_device
+        rng = random.Random(generator.initial_seed() if generator is not None else None)
+        conditioning = build_conditioning(conditions or [], num_frames, height, width, indices=condition_indices,
+                                          mask_type=mask_type, crop_for_hw=crop_for_hw, max_hxw=max_hxw, rng=rng)
+        batch = len(prompts) * num_samples_per_prompt
+        real_h, real_w = conditioning.video.shape[-2:]
+
+        use_cfg = guidance_scale > 1.0
+        negatives = None
+        if use_cfg:
+            negatives = [negative_prompt or ""] * len(prompts) if not isinstance(negative_prompt, list) else negative_prompt
+            if len(negatives) != len(prompts):
+                raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        text, text_mask = self.encode_prompt(prompts, negatives, max_sequence_length, device)
+        text = text.repeat_interleave(num_samples_per_prompt, dim=0)  # sample k of prompt i at i·n + k
+        text_mask = text_mask.repeat_interleave(num_samples_per_prompt, dim=0)
+
+        cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
+        dtype = self.transformer.dtype
+        cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype).expand(batch * (2 if use_cfg else 1), -1, -1, -1, -1)
+
+        try:
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+        except ValueError as error:
+            raise ValueError(f"{type(self.scheduler).__name__} cannot sample in {num_inference_steps} steps ({error})") from None
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        shape = (batch, self.transformer.config.in_channels, *cond_latents.shape[2:])
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        latents = latents * getattr(self.scheduler, "init_noise_sigma", 1.0)
+
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_in = torch.cat([latents] * 2) if use_cfg else latents
+            if hasattr(self.scheduler, "scale_model_input"):
+                model_in = self.scheduler.scale_model_input(model_in, t)
+            model_in = torch.cat([model_in.to(dtype), cond], dim=1)
+            timestep = t.expand(model_in.shape[0]).to(dtype) if torch.is_tensor(t) else torch.full((model_in.shape[0],), t, dtype=dtype, device=device)
+            pred = self.transformer(model_in, timestep, text[:, None], encoder_attention_mask=text_mask[:, None]).sample
+            pred = pred.float()
+            if use_cfg:
+                uncond, cond_pred = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond_pred - uncond)
+                if guidance_rescale > 0:
+                    pred = rescale_guidance(pred, cond_pred, guidance_rescale)
+            latents = self.scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]
+
+        self.maybe_free_model_hooks()
+        if output_type == "latent":
+            videos = latents
+        else:
+            decoded = self.vae.decode(self.vae.denormalize_latents(latents.to(self.vae.dtype)))
+            decoded = decoded[:, :, :num_frames, :real_h, :real_w].float()
+            frames = ((decoded / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)  # (B, 3, T, H, W)
+            videos = frames.permute(0, 2, 3, 4, 1).contiguous().cpu()
+            videos = videos.numpy() if output_type == "np" else videos
+        if not return_dict:
+            return (videos,)
+        return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type)
+
+
+def load_pipeline(model_path: str, ae_path: str | None = None, text_encoder_path: str | None = None,
+                  scheduler=None, torch_dtype: torch.dtype = torch.float32) -> OpenSoraInpaintPipeline:
+    """A pipeline from a ``save_pretrained`` pipeline folder (model_index.json), or from the release's
+    separate folders: the inpaint transformer, the WF-VAE (``ae_path``) and the text encoder."""
+    from pathlib import Path
+
+    from ..models.text import load_text_encoder
+    from ..models.transformer import OpenSoraInpaint
+    from ..models.vae import WFVAE
+
+    folder = Path(model_path)
+    if (folder / "model_index.json").is_file():
+        pipe = OpenSoraInpaintPipeline.from_pretrained(folder, dtype=torch_dtype)
+        if scheduler is not None:
+            pipe.scheduler = scheduler
+        return pipe
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{model_path} is neither a pipeline folder (model_index.json) nor a transformer folder (config.json)")
+    if ae_path is None or text_encoder_path is None:
+        raise ValueError("a transformer folder needs --ae_path (WF-VAE folder) and --text_encoder_name_1 (T5/mT5 folder)")
+    transformer = OpenSoraInpaint.from_pretrained(folder, dtype=torch_dtype)
+    vae = WFVAE.from_pretrained(ae_path, dtype=torch_dtype)
+    text_encoder, tokenizer = load_text_encoder(text_encoder_path, dtype=torch_dtype)
+    from ..schedulers import build_scheduler
+
+    return OpenSoraInpaintPipeline(transformer, vae, text_encoder, tokenizer, scheduler or build_scheduler())

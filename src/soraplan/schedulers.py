@@ -1,0 +1,53 @@
+"""Noise schedulers by the reference's ``--sample_method`` names, built from diffusers.
+
+The released I2V model is sampled with ``EulerAncestralDiscrete``, v-prediction and zero terminal SNR
+(trailing timestep spacing), 100 steps, guidance 7.5.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import diffusers
+
+logger = logging.getLogger(__name__)
+SAMPLE_METHODS = {
+    "DDIM": "DDIMScheduler",
+    "EulerDiscrete": "EulerDiscreteScheduler",
+    "DDPM": "DDPMScheduler",
+    "DPMSolverMultistep": "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestep": "DPMSolverSinglestepScheduler",
+    "PNDM": "PNDMScheduler",
+    "HeunDiscrete": "HeunDiscreteScheduler",
+    "EulerAncestralDiscrete": "EulerAncestralDiscreteScheduler",
+    "DEISMultistep": "DEISMultistepScheduler",
+    "KDPM2AncestralDiscrete": "KDPM2AncestralDiscreteScheduler",
+    "CogVideoX": "CogVideoXDDIMScheduler",
+    "FlowMatchEulerDiscrete": "FlowMatchEulerDiscreteScheduler",
+}
+
+
+def build_scheduler(
+    sample_method: str = "EulerAncestralDiscrete",
+    prediction_type: str = "v_prediction",
+    rescale_betas_zero_snr: bool = True,
+    v1_5_scheduler: bool = False,
+):
+    """A diffusers scheduler configured as the reference's ``get_scheduler``."""
+    if sample_method not in SAMPLE_METHODS:
+        raise ValueError(f"unknown --sample_method {sample_method!r}; choose one of {', '.join(SAMPLE_METHODS)}")
+    cls = getattr(diffusers, SAMPLE_METHODS[sample_method])
+    if sample_method == "FlowMatchEulerDiscrete":
+        return cls()
+    kwargs = dict(prediction_type=prediction_type, timestep_spacing="trailing" if rescale_betas_zero_snr else "leading",
+                  rescale_betas_zero_snr=rescale_betas_zero_snr)
+    if sample_method in ("DDIM", "DDPM"):
+        kwargs["clip_sample"] = False
+    if v1_5_scheduler:
+        kwargs.update(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    accepted = inspect.signature(cls.__init__).parameters
+    dropped = sorted(k for k, v in kwargs.items() if k not in accepted and v not in (False, "leading"))
+    if dropped:
+        logger.warning("%s does not support %s; sampling without it", cls.__name__, ", ".join(dropped))
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -1,0 +1,119 @@
+"""The I2V pipeline end to end with tiny real components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from soraplan.masks import MaskType
+from soraplan.pipelines import OpenSoraInpaintPipeline, load_pipeline
+from soraplan.schedulers import SAMPLE_METHODS, build_scheduler
+
+from ..conftest import build_tiny_pipeline
+
+FAST = dict(num_frames=9, num_inference_steps=3, max_sequence_length=24)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return build_tiny_pipeline()
+
+
+def image(value=None, seed=0, size=(48, 64)):
+    if value is not None:
+        return np.full((*size, 3), value, np.uint8)
+    return np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)
+
+
+def run(pipe, seed=0, **kwargs):
+    return pipe(**{**FAST, "prompt": "a red circle moves right", **kwargs},
+                generator=torch.Generator().manual_seed(seed)).videos
+
+
+def test_i2v_output_and_seed_determinism(pipe):
+    a = run(pipe, conditions=[image()])
+    assert a.shape == (1, 9, 32, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, run(pipe, conditions=[image()]))
+    assert not np.array_equal(a, run(pipe, seed=1, conditions=[image()]))
+
+
+def test_conditioning_reaches_the_model(pipe):
+    dark, bright = run(pipe, conditions=[image(20)]), run(pipe, conditions=[image(230)])
+    assert not np.array_equal(dark, bright)
+
+
+def test_batch_of_prompts_and_samples(pipe):
+    out = pipe(prompt=["a", "b"], conditions=[image()], num_samples_per_prompt=2, **FAST,
+               generator=torch.Generator().manual_seed(0))
+    assert out.videos.shape[0] == 4 and out.mask_type is MaskType.i2v
+
+
+def test_modes_and_types(pipe):
+    assert pipe(prompt="x", conditions=[image(), image(seed=1)], **FAST).mask_type is MaskType.transition
+    keyframes = pipe(prompt="x", conditions=[image(seed=s) for s in range(3)], condition_indices=[0, 4, 8],
+                     crop_for_hw=True, height=32, width=48, **FAST)
+    assert keyframes.mask_type is MaskType.random_temporal and keyframes.videos.shape == (1, 9, 32, 48, 3)
+    t2v = pipe(prompt="x", height=32, width=32, **FAST)
+    assert t2v.mask_type is MaskType.t2iv and t2v.videos.shape == (1, 9, 32, 32, 3)
+    no_cfg = pipe(prompt="x", conditions=[image()], guidance_scale=1.0, **FAST)
+    rescaled = pipe(prompt="x", conditions=[image()], guidance_rescale=0.7, **FAST)
+    assert no_cfg.videos.shape == rescaled.videos.shape
+
+
+def test_noise_strength_changes_only_with_noise(pipe):
+    base = run(pipe, conditions=[image()])
+    noisy = run(pipe, conditions=[image()], noise_strength=0.5)
+    assert not np.array_equal(base, noisy)
+    with pytest.raises(ValueError, match="noise_strength"):
+        run(pipe, conditions=[image()], noise_strength=2.0)
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(num_frames=8), "4k\\+1"), (dict(height=40), "multiples of 16")])
+def test_invalid_arguments(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(pipe, **kwargs)
+
+
+@pytest.mark.parametrize("method", list(SAMPLE_METHODS))
+def test_every_sample_method_runs(pipe, method):
+    pipe.scheduler = build_scheduler(method)
+    try:
+        out = run(pipe, conditions=[image()], num_inference_steps=4)
+    finally:
+        pipe.scheduler = build_scheduler()
+    assert out.shape == (1, 9, 32, 64, 3)
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = load_pipeline(str(tmp_path))
+    assert isinstance(loaded, OpenSoraInpaintPipeline)
+    assert np.array_equal(run(loaded, conditions=[image()]), run(pipe, conditions=[image()]))
+
+
+def test_reference_folder_layout(pipe, tmp_path):
+    """The release ships transformer, VAE and text encoder as separate folders."""
+    pipe.transformer.save_pretrained(tmp_path / "transformer")
+    pipe.vae.save_pretrained(tmp_path / "vae")
+    pipe.text_encoder.save_pretrained(tmp_path / "t5")
+    pipe.tokenizer.save_pretrained(tmp_path / "t5")
+    loaded = load_pipeline(str(tmp_path / "transformer"), str(tmp_path / "vae"), str(tmp_path / "t5"))
+    assert np.array_equal(run(loaded, conditions=[image()]), run(pipe, conditions=[image()]))
+    with pytest.raises(ValueError, match="--ae_path"):
+        load_pipeline(str(tmp_path / "transformer"))
+
+
+def test_bf16_pipeline_runs(tmp_path):
+    pipe = build_tiny_pipeline().to(torch.bfloat16)
+    out = run(pipe, conditions=[image()])
+    assert out.shape == (1, 9, 32, 64, 3)
+
+
+def test_too_few_steps_for_a_scheduler_is_a_clear_error(pipe):
+    pipe.scheduler = build_scheduler("PNDM")
+    try:
+        with pytest.raises(ValueError, match="PNDMScheduler cannot sample in 2 steps"):
+            run(pipe, conditions=[image()], num_inference_steps=2)
+    finally:
+        pipe.scheduler = build_scheduler()
