@@ -95,6 +95,7 @@ class Attention(nn.Module):
         self.to_k = nn.Linear(context_dim or query_dim, inner_dim, bias=bias)
         self.to_v = nn.Linear(context_dim or query_dim, inner_dim, bias=bias)
         self.to_out = nn.ModuleList([nn.Linear(inner_dim, query_dim, bias=True), nn.Dropout(dropout)])
+        self.sequence_parallel = None  # a soraplan.parallel.UlyssesGroup for self-attention, when attached
 
     def forward(
         self,
@@ -109,6 +110,9 @@ class Attention(nn.Module):
         q = self.to_q(hidden_states).unflatten(-1, (self.heads, -1))  # (B, S, heads, d)
         k = self.to_k(source).unflatten(-1, (self.heads, -1))  # (B, L, heads, d)
         v = self.to_v(source).unflatten(-1, (self.heads, -1))
+        parallel = self.sequence_parallel if context is None else None
+        if parallel is not None:  # local tokens, all heads -> all tokens, local heads
+            q, k, v = (parallel.to_full_sequence(t) for t in (q, k, v))
         if rope is not None:
             q = apply_rope(q, *rope)
             k = apply_rope(k, *rope)
@@ -116,5 +120,7 @@ class Attention(nn.Module):
             out = skiparse_attention(q, k, v, bias, sparse_ratio, sparse_group)
         else:
             out = dense_attention(q, k, v, bias)
+        if parallel is not None:
+            out = parallel.to_local_sequence(out)
         out = self.to_out[0](out.flatten(2))  # (B, S, D)
         return self.to_out[1](out)

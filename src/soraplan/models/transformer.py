@@ -156,6 +156,7 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         self.hidden_size = hidden_size
         self.out_channels = out_channels or in_channels
         self.gradient_checkpointing = False
+        self.sequence_parallel = None  # see soraplan.parallel.enable_sequence_parallel
         self.rope = RoPE3D(
             attention_head_dim, (interpolation_scale_t, interpolation_scale_h, interpolation_scale_w)
         )
@@ -219,7 +220,9 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
                 f"(in pixels: multiples of {patch * 8})"
             )
         grid = (frames, height // patch, width // patch)
-        seq_len = grid[0] * grid[1] * grid[2]
+        parallel = self.sequence_parallel  # each rank holds 1/N of the frames; attention sees them all
+        full_grid = (frames * parallel.world, grid[1], grid[2]) if parallel is not None else grid
+        seq_len = full_grid[0] * full_grid[1] * full_grid[2]
 
         tokens = self.embed_latents(hidden_states)  # (B, S, D)
         dtype, device = tokens.dtype, tokens.device
@@ -230,7 +233,9 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         text = self.caption_projection(_text_states(encoder_hidden_states, batch))  # (B, L, D)
         text_bias = key_padding_bias(_text_keep(encoder_attention_mask, batch), dtype)  # (B, 1, 1, L)
 
-        token_keep = _token_keep(attention_mask, grid, patch, batch)  # (B, S) bool or None
+        token_keep = _token_keep(attention_mask, grid, patch, batch)  # (B, S_local) bool or None
+        if parallel is not None and token_keep is not None:
+            token_keep = parallel.gather(token_keep.to(torch.uint8), dim=1).bool()  # (B, S)
         self_biases = {
             (b.sparse_ratio, b.sparse_group): None for b in self.transformer_blocks
         }
@@ -238,7 +243,7 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
             self_biases[(ratio, grouped)] = self_attention_bias(
                 token_keep, batch, seq_len, ratio, grouped, dtype, device
             )
-        rope = self.rope.cos_sin(grid, device, dtype)
+        rope = self.rope.cos_sin(full_grid, device, dtype)
 
         for block in self.transformer_blocks:
             args = (tokens, text, modulation, rope, self_biases[(block.sparse_ratio, block.sparse_group)], text_bias)

@@ -59,6 +59,15 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
     def vae_stride(self) -> tuple[int, int]:
         return 4, 8
 
+    def enable_sequence_parallel(self, group) -> None:
+        """Split every video's frames over the ranks of ``group`` (a soraplan.parallel.UlyssesGroup;
+        None switches it off). Every rank must call the pipeline with the same arguments; each gets
+        the whole result."""
+        from ..parallel import enable_sequence_parallel
+
+        enable_sequence_parallel(self.transformer, group)
+        self._sequence_parallel = group
+
     def encode_prompt(self, prompts: list[str], negative: list[str] | None, max_sequence_length: int, device):
         """(states, mask) for [negative; positive] when ``negative`` is given, else positive only."""
         texts = (negative or []) + prompts
@@ -154,13 +163,29 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         latents = latents * getattr(self.scheduler, "init_noise_sigma", 1.0)
 
+        # sequence parallel: frames padded to a multiple of the ranks (padding masked out), each rank
+        # runs the transformer on its slice; latents and scheduler stay whole on every rank
+        parallel = getattr(self, "_sequence_parallel", None)
+        frames = cond.shape[2]
+        padded = -(-frames // parallel.world) * parallel.world if parallel is not None else frames
+        part = parallel.local_slice(padded) if parallel is not None else slice(None)
+        video_mask = None
+        if padded > frames:
+            video_mask = torch.ones(cond.shape[0], padded, *cond.shape[3:], device=device, dtype=dtype)
+            video_mask[:, frames:] = 0
+            video_mask = video_mask[:, part]
+        cond = _pad_frames(cond, padded)[:, :, part]
+
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = torch.cat([latents] * 2) if use_cfg else latents
             if hasattr(self.scheduler, "scale_model_input"):
                 model_in = self.scheduler.scale_model_input(model_in, t)
-            model_in = torch.cat([model_in.to(dtype), cond], dim=1)
+            model_in = torch.cat([_pad_frames(model_in.to(dtype), padded)[:, :, part], cond], dim=1)
             timestep = t.expand(model_in.shape[0]).to(dtype) if torch.is_tensor(t) else torch.full((model_in.shape[0],), t, dtype=dtype, device=device)
-            pred = self.transformer(model_in, timestep, text[:, None], encoder_attention_mask=text_mask[:, None]).sample
+            pred = self.transformer(model_in, timestep, text[:, None], attention_mask=video_mask,
+                                    encoder_attention_mask=text_mask[:, None]).sample
+            if parallel is not None:
+                pred = parallel.gather(pred, dim=2)[:, :, :frames]
             pred = pred.float()
             if use_cfg:
                 uncond, cond_pred = pred.chunk(2)
@@ -181,6 +206,13 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         if not return_dict:
             return (videos,)
         return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type)
+
+
+def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Zero-pad (B, C, T, h, w) at the end of T to ``frames``."""
+    if x.shape[2] >= frames:
+        return x
+    return torch.cat([x, x.new_zeros(*x.shape[:2], frames - x.shape[2], *x.shape[3:])], dim=2)
 
 
 def load_pipeline(model_path: str, ae_path: str | None = None, text_encoder_path: str | None = None,
