@@ -68,16 +68,16 @@ def make_videos(folder: Path, count: int, frames: int = 12, size: int = 32, seed
     return paths
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """A complete I2V pipeline with tiny random components: real classes, real tokenizer, no files."""
+def build_tiny_pipeline(seed: int = 0, t2v: bool = False):
+    """A complete I2V (or T2V) pipeline with tiny random components: real classes, real tokenizer, no files."""
     from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
-    from soraplan.models import WFVAE, build_inpaint
+    from soraplan.models import WFVAE, build_inpaint, build_t2v
     from soraplan.pipelines import OpenSoraInpaintPipeline
     from soraplan.schedulers import build_scheduler
 
     torch.manual_seed(seed)
-    transformer = randomize_(build_inpaint("tiny"), std=0.05, seed=seed).eval()
+    transformer = randomize_((build_t2v if t2v else build_inpaint)("tiny"), std=0.05, seed=seed).eval()
     vae = WFVAE(base_channels=8, encoder_energy_flow_hidden_size=8, decoder_energy_flow_hidden_size=8,
                 norm_type="layernorm", t_interpolation="trilinear").eval()
     text_encoder = T5EncoderModel(T5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))

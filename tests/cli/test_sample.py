@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ FAST = ["--num_frames", "9", "--num_sampling_steps", "3", "--max_sequence_length
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
     build_tiny_pipeline().save_pretrained(root / "pipe")
+    build_tiny_pipeline(t2v=True).save_pretrained(root / "t2v_pipe")
+    make_videos(root / "short", 1, frames=5, size=64)
     write_image(root / "a.png", 64, 96, seed=1)
     write_image(root / "b.png", 64, 96, seed=2)
     make_videos(root / "videos", 1, frames=12, size=64)
@@ -107,17 +110,61 @@ def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exa
         (["--num_frames", "10"], "num_frames 10 is not 4k+1"),
         (["--conditional_pixel_values_path", "missing.png"], "does not exist"),
         (["--sp"], "--sp needs several processes"),
-        (["--model_type", "t2v"], "--mask_type t2iv"),
         (["--conditional_pixel_values_indices", "0,x"], "integers"),
         (["--noise_strength", "3"], "noise_strength"),
+        (["--sample_method", "Foo"], "invalid choice: 'Foo'"),
+        (["--mask_type", "v2v"], "invalid choice: 'v2v'"),
+        (["--num_sampling_steps", "0"], "num_inference_steps must be at least 1"),
+        (["--model_type", "t2v"], "holds an I2V (inpaint) transformer, not t2v: use --model_type inpaint"),
+        (["--conditional_pixel_values_path", "PROMPT_MISMATCH"], "2 lines for 1 prompts"),
+        (["--conditional_pixel_values_path", "SHORT_VIDEO"], "has 5 frames; 9 are needed"),
+        (["--conditional_pixel_values_path", "IMAGE", "--conditional_pixel_values_indices", "0,3"],
+         "1 images but 2 frame indices"),
+        (["--conditional_pixel_values_path", "IMAGE", "--max_hxw", "500"], "smaller than 32x32"),
+        (["--conditional_pixel_values_path", "CORRUPT_VIDEO"], "cannot decode"),
+        (["--conditional_pixel_values_path", "CORRUPT_IMAGE"], "cannot read image"),
     ],
 )
 def test_user_mistakes(assets, tmp_path, args, message):
-    base = {"--model_path": str(assets / "pipe"), "--text_prompt": "p", "--save_img_path": str(tmp_path)}
+    out = tmp_path / "out"
+    base = {"--model_path": str(assets / "pipe"), "--text_prompt": "p", "--save_img_path": str(out)}
+    mismatch = tmp_path / "two_lines.txt"
+    mismatch.write_text(f"{assets / 'a.png'}\n{assets / 'b.png'}\n")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00" * 64)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG not really")
+    stand_ins = {"CORRUPT_VIDEO": tmp_path / "corrupt.mp4", "CORRUPT_IMAGE": tmp_path / "corrupt.png",
+                 "PROMPT_MISMATCH": mismatch, "SHORT_VIDEO": assets / "short" / "clip000.mp4", "IMAGE": assets / "a.png"}
     for flag, value in zip(args[::2], args[1::2]):
-        base[flag] = value
+        base[flag] = str(stand_ins.get(value, value))
     flat = [x for kv in base.items() for x in kv] + [a for a in args if a in ("--sp",)]
-    result = sample(*flat, "--num_sampling_steps", "2", "--max_sequence_length", "24",
-                    *([] if "--num_frames" in args else ["--num_frames", "9"]))
+    defaults = [x for flag, value in (("--num_sampling_steps", "2"), ("--num_frames", "9")) if flag not in args
+                for x in (flag, value)]
+    result = sample(*flat, "--max_sequence_length", "24", *defaults)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
+    assert not out.exists() or not list(out.iterdir())  # nothing half-written
+
+
+def test_text_to_video_model(assets, tmp_path):
+    result = sample("--model_type", "t2v", "--model_path", assets / "t2v_pipe", "--text_prompt", "a sunset",
+                    "--height", "32", "--width", "48", "--save_img_path", tmp_path, *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frames, _ = read_video(tmp_path / "EulerAncestralDiscrete_0_gs7.5_s3.mp4")
+    assert frames.shape == (9, 32, 48, 3)
+    refused = sample("--model_type", "t2v", "--model_path", assets / "t2v_pipe", "--text_prompt", "a sunset",
+                     "--conditional_pixel_values_path", assets / "a.png", "--save_img_path", tmp_path / "x", *FAST)
+    assert refused.returncode == 2 and "takes no conditioning images" in refused.stderr
+
+
+def test_gpu_script_runs_on_cpu_with_a_tiny_model(assets, tmp_path):
+    """The mirrored reference script, pointed at a tiny pipeline folder, 2 CPU processes, 3 prompts."""
+    env = {"MODEL_PATH": str(assets / "pipe"), "PROMPTS": str(assets / "prompts.txt"), "CONDITIONS": str(assets / "cond.txt"),
+           "NPROC": "2", "SAVE_PATH": str(tmp_path), "MASTER_PORT": "29631",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    script = Path(__file__).resolve().parents[2] / "scripts/text_condition/gpu/sample_inpaint_v1_3.sh"
+    result = subprocess.run(["bash", str(script), "--num_frames", "9", "--height", "32", "--width", "48",
+                             "--num_sampling_steps", "2", "--max_sequence_length", "24", "--dtype", "fp32"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"EulerAncestralDiscrete_{i}_gs7.5_s2.mp4" for i in range(3)]

@@ -11,11 +11,19 @@ from .errors import UserError
 COMMANDS = (sample, demo, inspect, train_vae)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Flag mistakes as one line ("soraplan sample: error: ..."), exit status 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="soraplan", description="Image-to-video generation and training (Open-Sora Plan v1.3 compatible)."
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=OneLineErrorParser)
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser

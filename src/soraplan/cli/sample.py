@@ -96,9 +96,9 @@ def read_per_prompt_lists(value: str | None, count: int, what: str) -> list[list
         if not path.is_file():
             raise UserError(f"{what} file {path} does not exist")
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if len(lines) < count:
-            raise UserError(f"{what} file {path} has {len(lines)} lines for {count} prompts")
-        return [[item.strip() for item in line.split(",")] for line in lines[:count]]
+        if len(lines) != count:
+            raise UserError(f"{what} file {path} has {len(lines)} lines for {count} prompts: give one line per prompt")
+        return [[item.strip() for item in line.split(",")] for line in lines]
     return [[item.strip() for item in value.split(",")]] * count
 
 
@@ -146,16 +146,28 @@ def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device_arg:
         device = torch.device(device_arg)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+    elif _npu_available():
+        device = torch.device("npu", local_rank)
     else:
-        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        device = torch.device("cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = {"cuda": "nccl", "npu": "hccl"}.get(device.type, "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(device)
         torch.distributed.init_process_group(backend)
     return rank, world, device
+
+
+def _npu_available() -> bool:
+    try:
+        import torch_npu  # noqa: F401  (registers the "npu" device with torch)
+    except ImportError:
+        return False
+    return torch.npu.is_available()
 
 
 def run(args) -> int:
@@ -163,9 +175,6 @@ def run(args) -> int:
     from ..pipelines import load_pipeline
     from ..schedulers import build_scheduler
 
-    if args.model_type == "t2v":
-        raise UserError("--model_type t2v needs the T2V pipeline, which is not available yet; "
-                        "use the inpaint model with --mask_type t2iv")
     if "{}" not in args.prompt_template:
         raise UserError("--prompt_template must contain '{}' where the prompt goes")
     if not 0 <= args.crf <= 51:
@@ -183,12 +192,18 @@ def run(args) -> int:
         except ValueError:
             raise UserError("--conditional_pixel_values_indices must be comma-separated integers") from None
 
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()  # loading bars; the sampling bar stays
+    transformers.utils.logging.disable_progress_bar()
     rank, world, device = setup_distributed(args.device)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type in ("cuda", "npu") else torch.float32)
     try:
         scheduler = build_scheduler(args.sample_method, args.prediction_type, args.rescale_betas_zero_snr,
                                     args.v1_5_scheduler)
-        pipe = load_pipeline(args.model_path, args.ae_path, args.text_encoder_name_1, scheduler, dtype)
+        pipe = load_pipeline(args.model_path, args.ae_path, args.text_encoder_name_1, scheduler, dtype,
+                             model_type=args.model_type)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     if args.save_memory:

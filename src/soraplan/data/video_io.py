@@ -11,7 +11,7 @@ import numpy as np
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv", ".wmv", ".mpeg", ".mpg", ".3gp")
 
 
-class VideoReadError(Exception):
+class VideoReadError(ValueError):
     """A file that cannot be decoded as video."""
 
 

@@ -44,7 +44,8 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -
 
 
 class OpenSoraInpaintPipeline(DiffusionPipeline):
-    """I2V / keyframe interpolation / video continuation / T2V with ``OpenSoraInpaint``."""
+    """I2V / keyframe interpolation / video continuation / T2V with ``OpenSoraInpaint``; with an
+    ``OpenSoraT2V`` transformer it is the plain text-to-video pipeline (no conditioning inputs)."""
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
@@ -58,6 +59,13 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
     @property
     def vae_stride(self) -> tuple[int, int]:
         return 4, 8
+
+    @property
+    def takes_conditioning(self) -> bool:
+        """True for the inpaint (I2V) transformer, False for the T2V one."""
+        from ..models.transformer import OpenSoraInpaint
+
+        return isinstance(self.transformer, OpenSoraInpaint)
 
     def enable_sequence_parallel(self, group) -> None:
         """Split every video's frames over the ranks of ``group`` (a soraplan.parallel.UlyssesGroup;
@@ -132,6 +140,9 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         default type. Images and videos are paths, PIL images or uint8 arrays.
         """
         self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
+        if not self.takes_conditioning and (conditions or mask_type not in (None, "t2iv", MaskType.t2iv)):
+            raise ValueError("this is a text-to-video (T2V) model: it takes no conditioning images, video or mask "
+                             "type; use an I2V (inpaint) checkpoint for those")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         device = self._execution_device
         rng = random.Random(generator.initial_seed() if generator is not None else None)
@@ -150,37 +161,45 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         text = text.repeat_interleave(num_samples_per_prompt, dim=0)  # sample k of prompt i at i·n + k
         text_mask = text_mask.repeat_interleave(num_samples_per_prompt, dim=0)
 
-        cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
         dtype = self.transformer.dtype
-        cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype).expand(batch * (2 if use_cfg else 1), -1, -1, -1, -1)
+        temporal, spatial = self.vae_stride
+        latent_size = ((num_frames - 1) // temporal + 1, real_h // spatial, real_w // spatial)
+        cond = None  # inpaint model: [masked-video latent | latent mask] appended to every input
+        if self.takes_conditioning:
+            cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
+            cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype)
+            cond = cond.expand(batch * (2 if use_cfg else 1), -1, -1, -1, -1)
 
         try:
             self.scheduler.set_timesteps(num_inference_steps, device=device)
         except ValueError as error:
             raise ValueError(f"{type(self.scheduler).__name__} cannot sample in {num_inference_steps} steps ({error})") from None
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        shape = (batch, self.transformer.config.in_channels, *cond_latents.shape[2:])
+        shape = (batch, self.transformer.config.in_channels, *latent_size)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         latents = latents * getattr(self.scheduler, "init_noise_sigma", 1.0)
 
         # sequence parallel: frames padded to a multiple of the ranks (padding masked out), each rank
         # runs the transformer on its slice; latents and scheduler stay whole on every rank
         parallel = getattr(self, "_sequence_parallel", None)
-        frames = cond.shape[2]
+        frames = latent_size[0]
         padded = -(-frames // parallel.world) * parallel.world if parallel is not None else frames
         part = parallel.local_slice(padded) if parallel is not None else slice(None)
         video_mask = None
         if padded > frames:
-            video_mask = torch.ones(cond.shape[0], padded, *cond.shape[3:], device=device, dtype=dtype)
+            video_mask = torch.ones(batch * (2 if use_cfg else 1), padded, *latent_size[1:], device=device, dtype=dtype)
             video_mask[:, frames:] = 0
             video_mask = video_mask[:, part]
-        cond = _pad_frames(cond, padded)[:, :, part]
+        if cond is not None:
+            cond = _pad_frames(cond, padded)[:, :, part]
 
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = torch.cat([latents] * 2) if use_cfg else latents
             if hasattr(self.scheduler, "scale_model_input"):
                 model_in = self.scheduler.scale_model_input(model_in, t)
-            model_in = torch.cat([_pad_frames(model_in.to(dtype), padded)[:, :, part], cond], dim=1)
+            model_in = _pad_frames(model_in.to(dtype), padded)[:, :, part]
+            if cond is not None:
+                model_in = torch.cat([model_in, cond], dim=1)
             timestep = t.expand(model_in.shape[0]).to(dtype) if torch.is_tensor(t) else torch.full((model_in.shape[0],), t, dtype=dtype, device=device)
             pred = self.transformer(model_in, timestep, text[:, None], attention_mask=video_mask,
                                     encoder_attention_mask=text_mask[:, None]).sample
@@ -216,26 +235,40 @@ def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def load_pipeline(model_path: str, ae_path: str | None = None, text_encoder_path: str | None = None,
-                  scheduler=None, torch_dtype: torch.dtype = torch.float32) -> OpenSoraInpaintPipeline:
+                  scheduler=None, torch_dtype: torch.dtype = torch.float32,
+                  model_type: str | None = None) -> OpenSoraInpaintPipeline:
     """A pipeline from a ``save_pretrained`` pipeline folder (model_index.json), or from the release's
-    separate folders: the inpaint transformer, the WF-VAE (``ae_path``) and the text encoder."""
+    separate folders: the transformer, the WF-VAE (``ae_path``) and the text encoder.
+
+    ``model_type`` ("inpaint"/"i2v" or "t2v"), when given, must match the checkpoint's transformer.
+    """
     from pathlib import Path
 
+    from ..models.checkpoints import read_config, transformer_class
     from ..models.text import load_text_encoder
     from ..models.transformer import OpenSoraInpaint
     from ..models.vae import WFVAE
 
     folder = Path(model_path)
-    if (folder / "model_index.json").is_file():
+    is_pipeline = (folder / "model_index.json").is_file()
+    transformer_folder = folder / "transformer" if is_pipeline else folder
+    if not (transformer_folder / "config.json").is_file():
+        raise FileNotFoundError(f"{model_path} is neither a pipeline folder (model_index.json) nor a transformer folder (config.json)")
+    cls = transformer_class(read_config(transformer_folder))
+    if model_type is not None:
+        wanted_inpaint = model_type in ("inpaint", "i2v")
+        if wanted_inpaint != issubclass(cls, OpenSoraInpaint):
+            kind = "an I2V (inpaint)" if issubclass(cls, OpenSoraInpaint) else "a T2V"
+            other = "inpaint" if issubclass(cls, OpenSoraInpaint) else "t2v"
+            raise ValueError(f"{model_path} holds {kind} transformer, not {model_type}: use --model_type {other}")
+    if is_pipeline:
         pipe = OpenSoraInpaintPipeline.from_pretrained(folder, dtype=torch_dtype)
         if scheduler is not None:
             pipe.scheduler = scheduler
         return pipe
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{model_path} is neither a pipeline folder (model_index.json) nor a transformer folder (config.json)")
     if ae_path is None or text_encoder_path is None:
         raise ValueError("a transformer folder needs --ae_path (WF-VAE folder) and --text_encoder_name_1 (T5/mT5 folder)")
-    transformer = OpenSoraInpaint.from_pretrained(folder, dtype=torch_dtype)
+    transformer = cls.from_pretrained(folder, dtype=torch_dtype)
     vae = WFVAE.from_pretrained(ae_path, dtype=torch_dtype)
     text_encoder, tokenizer = load_text_encoder(text_encoder_path, dtype=torch_dtype)
     from ..schedulers import build_scheduler
