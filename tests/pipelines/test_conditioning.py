@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from soraplan.masks import MaskType
-from soraplan.pipelines.conditioning import build_conditioning, center_crop_resize, to_common_resolution
+from soraplan.data.transforms import center_crop_resize
+from soraplan.pipelines.conditioning import build_conditioning, to_common_resolution
 
 from ..conftest import make_videos
 

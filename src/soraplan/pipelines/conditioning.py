@@ -10,15 +10,14 @@ Resolution follows the reference (spec §6.6):
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data.transforms import center_crop, center_crop_resize, max_area_size, stride_size
 from ..data.video_io import VIDEO_EXTENSIONS, read_video
 from ..masks import MaskType, mask_from_indices, mask_video, temporal_mask
 
@@ -68,45 +67,15 @@ def load_condition(item) -> torch.Tensor:
     return frames.contiguous()
 
 
-def resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """uint8 (F, 3, h, w) -> uint8 (F, 3, height, width), bilinear with antialiasing (as the reference)."""
-    if frames.shape[-2:] == (height, width):
-        return frames
-    out = F.interpolate(frames.float(), size=(height, width), mode="bilinear", align_corners=True, antialias=True)
-    return out.round().clamp(0, 255).to(torch.uint8)
-
-
-def center_crop_resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Crop to the target aspect ratio around the centre, then resize to (height, width)."""
-    h, w = frames.shape[-2:]
-    if h * width > w * height:  # too tall
-        crop_h, crop_w = int(w * height / width), w
-    else:
-        crop_h, crop_w = h, int(h * width / height)
-    top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
-    return resize(frames[..., top:top + crop_h, left:left + crop_w], height, width)
-
-
-def arbitrary_size(min_height: int, min_width: int, max_hxw: int) -> tuple[int, int]:
-    """Shrink (never enlarge) to area <= max_hxw, then round down to multiples of 32 (the crop)."""
-    height, width = min_height, min_width
-    if height * width > max_hxw:
-        scale = math.sqrt(max_hxw / (height * width))
-        height, width = int(height * scale), int(width * scale)
-    return height, width
-
-
 def to_common_resolution(conditions: list[torch.Tensor], height: int, width: int, crop_for_hw: bool,
                          max_hxw: int) -> list[torch.Tensor]:
     if crop_for_hw:
         return [center_crop_resize(c, height, width) for c in conditions]
-    target_h, target_w = arbitrary_size(min(c.shape[-2] for c in conditions), min(c.shape[-1] for c in conditions), max_hxw)
-    out_h, out_w = target_h // RESOLUTION_STRIDE * RESOLUTION_STRIDE, target_w // RESOLUTION_STRIDE * RESOLUTION_STRIDE
+    target_h, target_w = max_area_size(min(c.shape[-2] for c in conditions), min(c.shape[-1] for c in conditions), max_hxw)
+    out_h, out_w = stride_size(target_h, target_w, RESOLUTION_STRIDE)
     if out_h == 0 or out_w == 0:
         raise ValueError(f"conditioning inputs of {target_h}x{target_w} pixels are smaller than {RESOLUTION_STRIDE}x{RESOLUTION_STRIDE}")
-    resized = [center_crop_resize(c, target_h, target_w) for c in conditions]
-    top, left = (target_h - out_h) // 2, (target_w - out_w) // 2
-    return [c[..., top:top + out_h, left:left + out_w] for c in resized]
+    return [center_crop(center_crop_resize(c, target_h, target_w), out_h, out_w) for c in conditions]
 
 
 def mask_type_of(mask: torch.Tensor) -> MaskType:

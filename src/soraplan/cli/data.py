@@ -1,0 +1,70 @@
+"""``soraplan data``: build annotation files and check what a training run would use.
+
+    soraplan data annotate VIDEO_DIR -o annotations.json   # probe files, captions from sidecar .txt
+    soraplan data check data.txt --num_frames 29 ...       # kept / dropped (and why), buckets
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+
+from .errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    from ..data.annotations import DataConfig
+
+    parser = subparsers.add_parser("data", help="annotate a folder of videos, or check a data.txt")
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    annotate = commands.add_parser("annotate", help="write an annotation JSON for a folder of videos/images")
+    annotate.add_argument("folder")
+    annotate.add_argument("-o", "--output", required=True, help="annotation file to write (.json)")
+    annotate.set_defaults(run=run_annotate)
+
+    check = commands.add_parser("check", help="report what the data filters keep and drop, and the buckets")
+    check.add_argument("data", help="data.txt: DATA_ROOT,ANNOTATION lines")
+    for field in fields(DataConfig):
+        value = field.default  # not an instance's: __post_init__ derives max_hxw / min_hxw
+        if isinstance(value, bool):
+            check.add_argument(f"--{field.name}", action="store_true")
+        else:
+            kind = float if "float" in str(field.type) else int  # every other field is an int
+            check.add_argument(f"--{field.name}", type=kind, default=value)
+    check.add_argument("--min_bucket_size", type=int, default=1, help="drop buckets smaller than this")
+    check.set_defaults(run=run_check)
+
+
+def run_annotate(args) -> int:
+    from ..data.probe import annotate_folder
+
+    try:
+        items, problems = annotate_folder(args.folder)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    for problem in problems:
+        print(f"skipped {problem}")
+    partial = f"{args.output}.partial"
+    with open(partial, "w") as f:
+        json.dump(items, f, indent=1)
+    os.replace(partial, args.output)
+    print(f"wrote {len(items)} items to {args.output} ({len(problems)} skipped)")
+    return 0 if items else 1
+
+
+def run_check(args) -> int:
+    from ..data.annotations import DataConfig, load_training_samples
+
+    try:
+        config = DataConfig(**{f.name: getattr(args, f.name) for f in fields(DataConfig)})
+        selection = load_training_samples(args.data, config, args.min_bucket_size)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+        raise UserError(str(error)) from None
+    print(f"kept {len(selection.samples)} samples in {len(selection.buckets)} buckets")
+    for reason, count in selection.dropped.most_common():
+        print(f"dropped {count}: {reason}")
+    for (frames, height, width), count in sorted(selection.buckets.items()):
+        print(f"bucket {frames}x{height}x{width}: {count}")
+    return 0 if selection.samples else 1

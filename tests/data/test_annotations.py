@@ -1,0 +1,160 @@
+"""The training data format and the reference's filters, bucketing and sampling."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from soraplan.data.annotations import (
+    DataConfig,
+    drop_small_buckets,
+    load_training_samples,
+    longest_valid_length,
+    read_data_file,
+    select_samples,
+)
+from soraplan.data.video_dataset import (
+    DEFAULT_VIDEO_TEXT,
+    BucketBatchSampler,
+    VideoTextDataset,
+    collate,
+)
+
+from ..conftest import make_videos, write_image
+
+
+def video(path="v.mp4", h=352, w=640, frames=200, fps=18.0, cap="a cat", **extra):
+    return {"path": path, "cap": cap, "resolution": {"height": h, "width": w}, "num_frames": frames, "fps": fps, **extra}
+
+
+def select(items, **config):
+    return select_samples([(__import__("pathlib").Path("/data"), items)], DataConfig(**config))
+
+
+def test_filters_and_their_reasons():
+    items = [
+        video(),  # kept: 93 frames at 352x640
+        video(cap=None), video(cap=[]),  # no caption
+        {"path": "x.mp4", "cap": "c", "num_frames": 100, "fps": 18},  # no resolution
+        video(h=100, w=640),  # aspect 0.16
+        video(h=64, w=64),  # too small (< max_hxw / 4)
+        video(frames=93 * 6),  # too long (> 5x what a sample needs)
+        video(frames=40),  # 40 -> 37 frames (4k+1), kept
+        video(frames=20),  # shorter than the 29-frame minimum
+        video(path="x.gif"),  # unknown type
+        {"path": "i.jpg", "cap": "img", "resolution": {"height": 480, "width": 640}},  # image
+    ]
+    selection = select(items)
+    assert selection.dropped == Counter({"no caption": 2, "no resolution": 1, "aspect ratio": 1, "too small": 1,
+                                         "too long": 1, "too short": 1, "unknown file type": 1})
+    assert sorted(s.bucket for s in selection.samples) == [(1, 384, 544), (37, 352, 640), (93, 352, 640)]
+
+
+def test_fps_resampling_and_random_window():
+    (sample,) = select([video(frames=200, fps=36.0)], num_frames=29).samples
+    steps = {b - a for a, b in zip(sample.frame_indices, sample.frame_indices[1:])}
+    assert len(sample.frame_indices) == 29 and steps == {2}  # 36 fps read every 2nd frame for 18 fps
+    starts = {select([video(frames=120)], num_frames=29).samples[0].frame_indices[0] for _ in range(3)}
+    assert len(starts) == 1  # deterministic for a seed (all ranks agree)
+
+
+def test_frame_rules():
+    config = DataConfig(num_frames=93)
+    assert longest_valid_length(93, config) == 93 and longest_valid_length(92, config) == 89
+    assert longest_valid_length(28, config) is None
+    assert longest_valid_length(93, DataConfig(num_frames=93, sp_size=8)) == 93  # 24 latent frames
+    assert longest_valid_length(92, DataConfig(num_frames=93, sp_size=8)) == 61  # 16 latent frames
+    assert select([video(frames=40)], drop_short_ratio=1.0).dropped == Counter({"too short": 1})
+    with pytest.raises(ValueError, match="4k\\+1"):
+        DataConfig(num_frames=30)
+
+
+def test_force_resolution_and_cut():
+    (sample,) = select([video(h=720, w=1280, cut=[10, 300])], force_resolution=True, max_height=320,
+                       max_width=480).samples
+    assert (sample.height, sample.width, sample.resize_to) == (320, 480, None)
+    assert sample.frame_indices[0] >= 10
+    assert select([video(h=1280, w=720)], force_resolution=True).dropped == Counter({"aspect ratio": 1})
+
+
+def test_data_file_formats(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([video(path="a.mp4")]))
+    with open(tmp_path / "b.pkl", "wb") as f:
+        pickle.dump([video(path="b.mp4"), video(path="c.mp4")], f)
+    (tmp_path / "data.txt").write_text(f"{tmp_path},a.json\n\n{tmp_path}/sub,{tmp_path / 'b.pkl'}\n")
+    sources = read_data_file(tmp_path / "data.txt")
+    assert sources[1] == (tmp_path / "sub", tmp_path / "b.pkl")
+    selection = load_training_samples(tmp_path / "data.txt", DataConfig())
+    assert [s.path.name for s in selection.samples] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert len(drop_small_buckets(selection, 4).samples) == 0
+    (tmp_path / "bad.txt").write_text("only-one-field\n")
+    with pytest.raises(ValueError, match="DATA_ROOT,ANNOTATION_FILE"):
+        read_data_file(tmp_path / "bad.txt")
+
+
+def test_bucket_sampler_batches_one_shape_and_splits_ranks():
+    buckets = [(29, 32, 32)] * 10 + [(1, 64, 32)] * 7 + [(33, 32, 64)] * 5
+    ranks = [BucketBatchSampler(buckets, batch_size=2, num_replicas=2, rank=r, seed=3) for r in range(2)]
+    batches = [list(s) for s in ranks]
+    assert len(batches[0]) == len(batches[1]) == 2 + 1 + 1  # floor(10/4) + floor(7/4) + floor(5/4)
+    for local in batches:
+        assert all(len({buckets[i] for i in batch}) == 1 and len(batch) == 2 for batch in local)
+    seen = [i for local in batches for batch in local for i in batch]
+    assert len(seen) == len(set(seen))  # ranks never share a sample in an epoch
+    for s in ranks:
+        s.set_epoch(1)
+    assert [list(s) for s in ranks] != batches  # reshuffled each epoch
+    ranks[0].set_epoch(1, start_batch=3)
+    assert len(list(ranks[0])) == 1 == len(ranks[0])
+
+
+def test_dataset_reads_real_files_and_skips_corrupt(tmp_path):
+    make_videos(tmp_path, 3, frames=20, size=64)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 50)
+    write_image(tmp_path / "still.png", 64, 96)
+    items = [video(path=f"clip{i:03d}.mp4", h=64, w=64, frames=20, fps=8, cap=["x", "y"]) for i in range(3)]
+    items += [video(path="broken.mp4", h=64, w=64, frames=20, fps=8),
+              {"path": "still.png", "cap": "a still", "resolution": {"height": 64, "width": 96}}]
+    selection = select_samples([(tmp_path, items)], DataConfig(num_frames=9, max_height=64, max_width=64,
+                                                               train_fps=8, min_num_frames=5))
+    dataset = VideoTextDataset(selection.samples, cfg=0.0)
+    shapes = Counter(tuple(dataset[i]["video"].shape) for i in range(len(dataset)))
+    assert shapes == Counter({(3, 9, 64, 64): 4, (3, 1, 32, 64): 1})
+    assert len(dataset.failed) == 1  # the broken file, replaced by a same-bucket sample
+    assert all(dataset[i]["caption"] in ("x", "y") for i in range(3))
+    batch = collate([dataset[0], dataset[1]])
+    assert batch["video"].shape == (2, 3, 9, 64, 64) and batch["video"].min() >= -1
+
+    dropped = VideoTextDataset(selection.samples[:1], cfg=1.0, default_text_ratio=1.0)
+    assert dropped[0]["caption"] == DEFAULT_VIDEO_TEXT
+    rates = VideoTextDataset(selection.samples[:1], cfg=0.5, default_text_ratio=0.5)
+    captions = Counter()
+    for epoch in range(400):
+        rates.set_epoch(epoch)
+        captions[rates.caption(rates.samples[0], __import__("random").Random(epoch))] += 1
+    assert captions[""] / 400 == pytest.approx(0.25, abs=0.07)
+
+
+def test_annotate_and_check_commands(tmp_path):
+    videos = tmp_path / "videos"
+    for i, path in enumerate(make_videos(videos, 3, frames=20, size=64)):
+        if i < 2:
+            path.with_suffix(".txt").write_text(f"caption {i}\n")
+    ann = tmp_path / "ann.json"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "soraplan", "data", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    result = run("annotate", videos, "-o", ann)
+    assert result.returncode == 0 and "skipped clip002.mp4: no caption file" in result.stdout
+    items = json.loads(ann.read_text())
+    assert items[0]["num_frames"] == 20 and items[0]["fps"] == 8.0 and items[0]["resolution"]["height"] == 64
+    (tmp_path / "data.txt").write_text(f"{videos},{ann}\n")
+    check = run("check", tmp_path / "data.txt", "--num_frames", "17", "--max_height", "64", "--max_width", "64",
+                "--train_fps", "8", "--min_num_frames", "9")
+    assert check.returncode == 0 and "bucket 17x64x64: 2" in check.stdout
+    missing = run("check", tmp_path / "nope.txt")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
