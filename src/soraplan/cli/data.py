@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
-
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 from .errors import UserError
 
 
@@ -26,13 +25,7 @@ def add_parser(subparsers) -> None:
 
     check = commands.add_parser("check", help="report what the data filters keep and drop, and the buckets")
     check.add_argument("data", help="data.txt: DATA_ROOT,ANNOTATION lines")
-    for field in fields(DataConfig):
-        value = field.default  # not an instance's: __post_init__ derives max_hxw / min_hxw
-        if isinstance(value, bool):
-            check.add_argument(f"--{field.name}", action="store_true")
-        else:
-            kind = float if "float" in str(field.type) else int  # every other field is an int
-            check.add_argument(f"--{field.name}", type=kind, default=value)
+    add_dataclass_arguments(check, DataConfig)
     check.add_argument("--min_bucket_size", type=int, default=1, help="drop buckets smaller than this")
     check.set_defaults(run=run_check)
 
@@ -58,7 +51,7 @@ def run_check(args) -> int:
     from ..data.annotations import DataConfig, load_training_samples
 
     try:
-        config = DataConfig(**{f.name: getattr(args, f.name) for f in fields(DataConfig)})
+        config = dataclass_from_args(DataConfig, args)
         selection = load_training_samples(args.data, config, args.min_bucket_size)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
         raise UserError(str(error)) from None

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
-
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 from .errors import UserError
 
 
@@ -14,7 +13,6 @@ def add_parser(subparsers) -> None:
     from ..training.vae_trainer import VAETrainConfig
 
     parser = subparsers.add_parser("train-vae", help="train a WF-VAE on a folder of videos")
-    defaults = VAETrainConfig(video_path="", ckpt_dir="")
     helps = {
         "video_path": "folder of training videos (searched recursively)",
         "ckpt_dir": "output folder: checkpoint-N/, vae/ (final model), metrics.jsonl",
@@ -31,18 +29,8 @@ def add_parser(subparsers) -> None:
         "wavelet_loss": "add the energy-flow wavelet loss",
         "ema": "keep an EMA of the weights (saved as vae_ema/, used for eval and the final model)",
     }
-    for field in fields(VAETrainConfig):
-        flag = f"--{field.name}"
-        default = getattr(defaults, field.name)
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=helps.get(field.name))
-            continue
-        annotation = str(field.type)
-        kind = float if "float" in annotation else int if "int" in annotation else str
-        required = field.name in ("video_path", "ckpt_dir")
-        choices = ["fp32", "bf16", "fp16"] if field.name == "mix_precision" else ["l1", "l2"] if field.name == "loss_type" else None
-        parser.add_argument(flag, type=kind, default=None if required else default, required=required,
-                            choices=choices, help=helps.get(field.name))
+    add_dataclass_arguments(parser, VAETrainConfig, helps,
+                            choices={"mix_precision": ["fp32", "bf16", "fp16"], "loss_type": ["l1", "l2"]})
     parser.set_defaults(run=run)
 
 
@@ -64,7 +52,7 @@ def validate(config) -> None:
 def run(args) -> int:
     from ..training.vae_trainer import VAETrainConfig, train_vae
 
-    config = VAETrainConfig(**{f.name: getattr(args, f.name) for f in fields(VAETrainConfig)})
+    config = dataclass_from_args(VAETrainConfig, args)
     validate(config)
     try:
         result = train_vae(config)

@@ -53,6 +53,9 @@ class DataConfig:
             self.max_hxw = self.max_height * self.max_width
         if self.min_hxw is None:
             self.min_hxw = self.max_hxw // 4
+        for name in ("max_height", "max_width", "hw_stride"):
+            if getattr(self, name) <= 0 or getattr(self, name) % 16:
+                raise ValueError(f"--{name} {getattr(self, name)} must be a positive multiple of 16 (VAE x transformer patch)")
         if not 0.0 <= self.drop_short_ratio <= 1.0:
             raise ValueError(f"--drop_short_ratio must lie in [0, 1], got {self.drop_short_ratio}")
 

@@ -54,3 +54,30 @@ def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra, keep: int | None = None) -> Path:
+    """Write ``<output_dir>/checkpoint-<step>``: the accelerate state (every rank takes part) plus what
+    ``write_extra(folder)`` adds on the main rank (``save_pretrained`` folders, configs).
+
+    Everything goes into ``.checkpoint-<step>.partial`` first and is renamed when complete, so a crash
+    mid-save never leaves a folder that looks like a checkpoint. Then the oldest beyond ``keep`` go.
+    """
+    import os
+
+    output_dir = Path(output_dir)
+    target = output_dir / f"checkpoint-{step}"
+    staging = output_dir / f".checkpoint-{step}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / "accelerate_state"))  # collective
+    if accelerator.is_main_process:
+        write_extra(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        prune_checkpoints(output_dir, keep)
+    accelerator.wait_for_everyone()
+    return target

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from tqdm.auto import tqdm
 from ..data.clips import VideoClipDataset
 from ..models.vae import WFVAE
 from ..utils.files import atomic_directory
-from .checkpoints import checkpoint_step, prune_checkpoints, resolve_resume
+from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 from .discriminator import PatchDiscriminator3D
 from .vae_losses import VAELossWeights, discriminator_loss, generator_loss
 
@@ -221,30 +220,16 @@ class VAETrainer:
         return log
 
     def save_checkpoint(self) -> Path:
-        """checkpoint-<step>/ with vae/ (and vae_ema/) as save_pretrained folders + accelerate_state/.
+        """checkpoint-<step>/ with vae/ (and vae_ema/) as save_pretrained folders + accelerate_state/."""
 
-        Every rank writes its part into a staging folder; the main rank renames it when all are done, so
-        a crash mid-save leaves only a ``.checkpoint-<step>.partial`` folder that is never resumed from.
-        """
-        accelerator = self.accelerator
-        target = self.output_dir / f"checkpoint-{self.step}"
-        staging = self.output_dir / f".checkpoint-{self.step}.partial"
-        if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging / "accelerate_state"))  # collective
-        if accelerator.is_main_process:
-            self._unwrapped().save_pretrained(staging / "vae")
+        def write_models(folder: Path) -> None:
+            self._unwrapped().save_pretrained(folder / "vae")
             if self.ema is not None:
-                self._save_ema_copy(staging / "vae_ema")
-            (staging / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-            prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit)
-        accelerator.wait_for_everyone()
-        return target
+                self._save_ema_copy(folder / "vae_ema")
+            (folder / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+        return save_checkpoint(self.accelerator, self.output_dir, self.step, write_models,
+                               self.config.checkpoints_total_limit)
 
     def _save_ema_copy(self, folder: Path) -> None:
         params = [p for p in self._unwrapped().parameters() if p.requires_grad]

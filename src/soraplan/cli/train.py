@@ -1,0 +1,52 @@
+"""``soraplan train``: train the I2V (inpaint) transformer (flags as the reference's ``train_inpaint.py``).
+
+One process, ``torchrun --nproc_per_node N -m soraplan train ...`` or
+``accelerate launch [--config_file scripts/accelerate_configs/...] -m soraplan train ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
+from .errors import UserError
+
+HELPS = {
+    "data": "data.txt with DATA_ROOT,ANNOTATION lines",
+    "output_dir": "checkpoint-N/ folders, model/ (final), metrics.jsonl",
+    "model": "registry name (OpenSoraInpaint_v1_3-2B/122) or a folder with a config.json",
+    "pretrained": "T2V or I2V transformer folder to initialise from",
+    "ae_path": "WF-VAE folder",
+    "text_encoder_name_1": "local T5/mT5 folder (encoder + tokenizer)",
+    "mask_config": "YAML with mask_type_ratio_dict_video/_image and min/max_clear_ratio",
+    "resume_from_checkpoint": "'latest' or a checkpoint-N folder",
+    "validation_data": "data.txt of held-out clips: a validation loss at fixed noise every --validation_steps",
+    "validation_prompt": "also write a sampled video every --validation_steps",
+}
+
+
+def add_parser(subparsers) -> None:
+    from ..training.i2v_trainer import TrainConfig
+
+    parser = subparsers.add_parser("train", help="train the image-to-video transformer")
+    add_dataclass_arguments(parser, TrainConfig, HELPS, choices={
+        "mixed_precision": ["no", "fp32", "bf16", "fp16"], "prediction_type": ["v_prediction", "epsilon"],
+        "lr_scheduler": ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
+        "report_to": ["tensorboard", "wandb"],
+    })
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..training.i2v_trainer import TrainConfig, train
+
+    try:
+        config = dataclass_from_args(TrainConfig, args)
+        config.data_config()  # validates the data flags before anything is loaded
+        result = train(config)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+        raise UserError(str(error)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+    return 0

@@ -1,0 +1,448 @@
+"""I2V (inpaint) transformer training (``soraplan train``), built on accelerate.
+
+One step, per sample: pick a mask type from the mask config, mask the clip (given frames kept, others
+-1), optionally noise the given frames; VAE-encode clip and masked clip (posterior samples, normalised);
+compress the mask; noise the clip latent at a uniform timestep of a DDPM schedule (v-prediction and
+zero-terminal-SNR by default); the transformer sees [noisy | masked latent | mask] and is trained with
+MSE on the v (or epsilon) target over all latent frames, as the reference.
+
+Reproducibility: every random draw of a step comes from generators seeded with (seed, step, position
+of the sample in the global batch), and the data order from (seed, epoch). So a run resumed from a
+checkpoint continues exactly as the uninterrupted run, and N processes with batch b take the same step
+as one process with batch N·b.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.annotations import DataConfig, load_training_samples
+from ..data.video_dataset import BucketBatchSampler, VideoTextDataset, collate
+from ..masks import add_condition_noise, compress_mask, mask_video, normalize_mask_ratios, sample_mask_type, temporal_mask
+from ..models.checkpoints import init_inpaint_from_t2v, read_state_dict
+from ..models.configs import build_inpaint
+from ..models.text import encode_text, load_text_encoder
+from ..models.transformer import OpenSoraInpaint
+from ..models.vae import WFVAE
+from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+REGISTRY = {"OpenSoraInpaint_v1_3-2B/122": "2B/122", "OpenSoraInpaint_v1_3-tiny": "tiny"}
+PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    output_dir: str
+    model: str
+    ae_path: str
+    text_encoder_name_1: str
+    pretrained: str | None = None
+    mask_config: str | None = None
+    # data (see DataConfig)
+    num_frames: int = 93
+    max_height: int = 352
+    max_width: int = 640
+    force_resolution: bool = False
+    max_hxw: int | None = None
+    min_hxw: int | None = None
+    hw_stride: int = 32
+    train_fps: float = 18.0
+    speed_factor: float = 1.0
+    drop_short_ratio: float = 0.0
+    min_num_frames: int = 29
+    cfg: float = 0.1
+    default_text_ratio: float = 0.5
+    min_clear_ratio: float = 0.0
+    max_clear_ratio: float = 1.0
+    add_noise_to_condition: bool = False
+    model_max_length: int = 512
+    dataloader_num_workers: int = 0
+    # optimisation
+    train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-15
+    max_grad_norm: float = 1.0
+    max_train_steps: int | None = None
+    num_train_epochs: int = 1
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"
+    seed: int = 1234
+    prediction_type: str = "v_prediction"
+    rescale_betas_zero_snr: bool = True
+    # EMA, checkpoints, logging
+    use_ema: bool = False
+    ema_decay: float = 0.9999
+    ema_start_step: int = 0
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = None
+    resume_from_checkpoint: str | None = None
+    log_steps: int = 1
+    report_to: str | None = None
+    # validation
+    validation_data: str | None = None
+    validation_steps: int = 0
+    validation_prompt: str | None = None
+    validation_images: str | None = None
+    validation_num_frames: int | None = None
+    validation_sampling_steps: int = 20
+    # model config when --model is a registry name
+    interpolation_scale_t: float = 1.0
+    interpolation_scale_h: float = 1.0
+    interpolation_scale_w: float = 1.0
+    sparse1d: bool = True
+    sparse_n: int = 4
+    allow_tf32: bool = False
+    # accepted so the reference's command lines run; they change nothing here
+    cache_dir: str | None = None  # nothing is downloaded
+    dataset: str = "inpaint"
+    ae: str = "WFVAEModel_D8_4x8x8"
+    sample_rate: int = 1  # frames are sampled by --train_fps
+    group_data: bool = False  # batches always hold one bucket
+    use_decord: bool = False  # PyAV decodes
+    trained_data_global_step: int = 0  # resume restores the data position itself
+
+    def data_config(self, sp_size: int = 1) -> DataConfig:
+        names = ("num_frames", "max_height", "max_width", "force_resolution", "max_hxw", "min_hxw", "hw_stride",
+                 "train_fps", "speed_factor", "drop_short_ratio", "min_num_frames")
+        return DataConfig(**{n: getattr(self, n) for n in names}, sp_size=sp_size)
+
+
+def load_mask_config(path: str | None, config: TrainConfig) -> tuple[dict, dict, float, float]:
+    """(video ratios, image ratios, min_clear_ratio, max_clear_ratio) from a mask_config.yaml."""
+    values = {}
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"mask config {path} does not exist")
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"mask config {path} must be a mapping")
+    video = normalize_mask_ratios(values.get("mask_type_ratio_dict_video", {"random_temporal": 1.0}))
+    image = normalize_mask_ratios(values.get("mask_type_ratio_dict_image", {"t2iv": 1.0, "clear": 1.0}))
+    low = float(values.get("min_clear_ratio", config.min_clear_ratio))
+    high = float(values.get("max_clear_ratio", config.max_clear_ratio))
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"mask config: need 0 <= min_clear_ratio <= max_clear_ratio <= 1, got {low}, {high}")
+    return video, image, low, high
+
+
+def build_transformer(config: TrainConfig) -> OpenSoraInpaint:
+    """--model: a registry name or a folder with config.json; --pretrained: T2V or I2V weights."""
+    if config.model in REGISTRY:
+        model = build_inpaint(REGISTRY[config.model], interpolation_scale_t=config.interpolation_scale_t,
+                              interpolation_scale_h=config.interpolation_scale_h,
+                              interpolation_scale_w=config.interpolation_scale_w, sparse1d=config.sparse1d,
+                              sparse_n=config.sparse_n)
+    else:
+        folder = Path(config.model)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"--model {config.model}: not a registry name ({', '.join(REGISTRY)}) nor a folder with config.json")
+        with open(folder / "config.json") as f:
+            fields = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+        fields.setdefault("vae_scale_factor_t", 4)
+        model = OpenSoraInpaint.from_config(fields)
+    if config.pretrained:
+        report = init_inpaint_from_t2v(model, read_state_dict(config.pretrained))
+        logger.info("initialised from %s: %d tensors copied", config.pretrained, len(report.copied))
+    return model
+
+
+def step_generators(seed: int, step: int, positions: list[int], device) -> list[torch.Generator]:
+    """One generator per sample, seeded by (seed, step, position in the global batch)."""
+    return [torch.Generator(device).manual_seed(hash((seed, step, p)) & 0x7FFFFFFF) for p in positions]
+
+
+def per_sample_randn(shape, generators, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
+
+
+class I2VTrainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        if config.mixed_precision not in PRECISIONS:
+            raise ValueError(f"--mixed_precision must be one of {', '.join(PRECISIONS)}")
+        if config.prediction_type not in ("v_prediction", "epsilon"):
+            raise ValueError(f"--prediction_type must be v_prediction or epsilon, got {config.prediction_type!r}")
+        if config.allow_tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+        cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.accelerator = Accelerator(mixed_precision=PRECISIONS[config.mixed_precision], cpu=cpu,
+                                       gradient_accumulation_steps=config.gradient_accumulation_steps,
+                                       log_with=config.report_to, project_dir=str(self.output_dir))
+        accelerator = self.accelerator
+        device = accelerator.device
+        self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
+
+        world, batch = accelerator.num_processes, config.train_batch_size
+        data_config = config.data_config()
+        selection = load_training_samples(config.data, data_config, min_bucket_size=batch * world, seed=config.seed)
+        if not selection.samples:
+            reasons = ", ".join(f"{r}: {n}" for r, n in selection.dropped.most_common()) or "none"
+            raise ValueError(f"no training sample survives the data filters (dropped: {reasons}); "
+                             "see `soraplan data check`")
+        self.dataset = VideoTextDataset(selection.samples, config.cfg, config.default_text_ratio, config.seed)
+        self.sampler = BucketBatchSampler([s.bucket for s in selection.samples], batch, world,
+                                          accelerator.process_index, config.seed)
+        self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
+                                 num_workers=config.dataloader_num_workers)
+        if len(self.sampler) == 0:
+            raise ValueError(f"{len(selection.samples)} samples make no full batch of {batch} x {world} processes")
+        self.validation = None
+        if config.validation_data:
+            val = load_training_samples(config.validation_data, data_config, seed=config.seed + 1)
+            self.validation = VideoTextDataset(val.samples, cfg=0.0, seed=config.seed + 1)
+
+        weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+        self.vae = WFVAE.from_pretrained(config.ae_path, dtype=weight_dtype).to(device).eval().requires_grad_(False)
+        self.text_encoder, self.tokenizer = load_text_encoder(config.text_encoder_name_1, weight_dtype)
+        self.text_encoder.to(device).requires_grad_(False)
+        self.noise_scheduler = DDPMScheduler(prediction_type=config.prediction_type,
+                                             rescale_betas_zero_snr=config.rescale_betas_zero_snr)
+
+        set_seed(config.seed)  # the same initial weights on every rank and in every run
+        model = build_transformer(config)
+        if model.config.caption_channels != self.text_encoder.config.d_model:
+            raise ValueError(f"the transformer expects {model.config.caption_channels}-dim text states, the text "
+                             f"encoder gives {self.text_encoder.config.d_model}")
+        if config.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        self.ema = None
+        if config.use_ema:
+            self.ema = EMAModel(model.parameters(), decay=config.ema_decay, update_after_step=config.ema_start_step,
+                                model_cls=OpenSoraInpaint, model_config=model.config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                                      weight_decay=config.adam_weight_decay, eps=config.adam_epsilon)
+        steps_per_epoch = math.ceil(len(self.sampler) / config.gradient_accumulation_steps)
+        self.max_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+        lr_scheduler = get_scheduler(config.lr_scheduler, optimizer,
+                                     num_warmup_steps=config.lr_warmup_steps * world,
+                                     num_training_steps=self.max_steps * world)
+        self.model, self.optimizer, self.lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+        if self.ema is not None:
+            self.ema.to(device)
+            accelerator.register_for_checkpointing(self.ema)
+        if config.report_to:
+            accelerator.init_trackers("soraplan-train", config={k: v for k, v in asdict(config).items() if v is not None})
+
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        resume = resolve_resume(self.output_dir, config.resume_from_checkpoint)
+        if resume is not None:
+            accelerator.load_state(str(resume / "accelerate_state"))
+            state = json.loads((resume / "trainer_state.json").read_text())
+            self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            logger.info("resumed from %s at step %d", resume, self.step)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _unwrapped(self) -> OpenSoraInpaint:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _log(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.config.report_to:
+            self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    @torch.no_grad()
+    def prepare_inputs(self, batch: dict, step: int, positions: list[int]):
+        """Clip -> (model input (B, 20, T', h, w), target, timesteps, text, text mask), all seeded per sample."""
+        device = self.accelerator.device
+        video = batch["video"].to(device, self.vae.dtype)  # (B, 3, T, H, W)
+        generators = step_generators(self.config.seed, step, positions, device)
+        rngs = [random.Random(hash((self.config.seed, step, p, 1))) for p in positions]  # ints only: str hashes vary by process
+        frames = video.shape[2]
+        ratios = self.mask_ratios_video if frames > 1 else self.mask_ratios_image
+        masks = []
+        for rng in rngs:
+            masks.append(temporal_mask(sample_mask_type(ratios, rng), frames, self.min_clear, self.max_clear, rng))
+        mask = torch.stack(masks).to(device)  # (B, T) 1 = generate
+        masked = mask_video(video, mask)
+        if self.config.add_noise_to_condition:
+            noisy_condition = []
+            for i, (rng, g) in enumerate(zip(rngs, generators)):
+                if rng.random() < 0.05:  # as the reference: some samples keep clean conditions
+                    noisy_condition.append(masked[i:i + 1])
+                else:
+                    noisy_condition.append(add_condition_noise(masked[i:i + 1], mask[i:i + 1], -3.0, 0.5, g))
+            masked = torch.cat(noisy_condition)
+
+        def encode(x):
+            posterior = self.vae.encode(x)
+            eps = per_sample_randn(posterior.mean.shape[1:], generators, device, posterior.mean.dtype)
+            return self.vae.normalize_latents(posterior.mean + posterior.std * eps)
+
+        latents, masked_latents = encode(video), encode(masked)
+        latent_mask = compress_mask(mask.to(latents.dtype), video.shape[-2], video.shape[-1])
+        noise = per_sample_randn(latents.shape[1:], generators, device, latents.dtype)
+        timesteps = torch.stack([torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (), generator=g, device=device)
+                                 for g in generators])
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        text, text_mask = encode_text(self.text_encoder, self.tokenizer, batch["caption"], self.config.model_max_length, device)
+        model_in = torch.cat([noisy, masked_latents, latent_mask], dim=1)
+        return model_in, target, timesteps, text, text_mask
+
+    def loss(self, batch: dict, step: int, positions: list[int]) -> torch.Tensor:
+        model_in, target, timesteps, text, text_mask = self.prepare_inputs(batch, step, positions)
+        dtype = next(self.model.parameters()).dtype
+        pred = self.model(model_in.to(dtype), timesteps, text[:, None].to(dtype), encoder_attention_mask=text_mask[:, None]).sample
+        return F.mse_loss(pred.float(), target.float())
+
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """Mean loss over the validation samples at fixed noise, timesteps and masks (comparable over time)."""
+        if self.validation is None:
+            return None
+        self.model.eval()
+        losses = []
+        for index in range(len(self.validation)):
+            item = self.validation[index]
+            batch = {"video": item["video"][None], "caption": [item["caption"]]}
+            losses.append(self.loss(batch, step=-1, positions=[index]).item())
+        self.model.train()
+        return sum(losses) / len(losses)
+
+    def save(self) -> Path:
+        def write_models(folder: Path) -> None:
+            self._unwrapped().save_pretrained(folder / "model")
+            if self.ema is not None:
+                self.ema.save_pretrained(str(folder / "model_ema"))
+            state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+            (folder / "trainer_state.json").write_text(json.dumps(state))
+            (folder / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+        return save_checkpoint(self.accelerator, self.output_dir, self.step, write_models,
+                               self.config.checkpoints_total_limit)
+
+    def validate_with_samples(self) -> None:
+        """A video through the I2V pipeline from the validation prompt (and images), main process only."""
+        config = self.config
+        if not config.validation_prompt or not self.accelerator.is_main_process:
+            return
+        from ..data.video_io import write_video
+        from ..pipelines import OpenSoraInpaintPipeline
+        from ..schedulers import build_scheduler
+
+        model = self._unwrapped()
+        pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer,
+                                       build_scheduler("EulerAncestralDiscrete", config.prediction_type,
+                                                       config.rescale_betas_zero_snr))
+        pipe.set_progress_bar_config(disable=True)
+        conditions = [p.strip() for p in config.validation_images.split(",")] if config.validation_images else None
+        model.eval()
+        video = pipe(config.validation_prompt, conditions=conditions, num_frames=config.validation_num_frames or config.num_frames,
+                     height=config.max_height, width=config.max_width, num_inference_steps=config.validation_sampling_steps,
+                     max_sequence_length=config.model_max_length, generator=torch.Generator().manual_seed(config.seed)).videos[0]
+        model.train()
+        write_video(self.output_dir / "validation" / f"step-{self.step}.mp4", video)
+
+    def train(self) -> dict:
+        config, accelerator = self.config, self.accelerator
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.model.train()
+        world, batch = accelerator.num_processes, config.train_batch_size
+        positions = [accelerator.process_index * batch + i for i in range(batch)]
+        bar = tqdm(total=self.max_steps, initial=self.step, desc="train", disable=not accelerator.is_main_process)
+        started, last = time.time(), {}
+        if self.step == 0 and self.validation is not None:  # the baseline the run is judged against
+            self._log({"step": 0, "validation_loss": self.validation_loss()})
+        validated_at = -1
+        while self.step < self.max_steps:
+            self.sampler.set_epoch(self.epoch, start_batch=self.batch_in_epoch)
+            self.dataset.set_epoch(self.epoch)
+            for batch_data in self.loader:
+                if self.step >= self.max_steps:
+                    break
+                micro = self.batch_in_epoch % config.gradient_accumulation_steps
+                with accelerator.accumulate(self.model):
+                    loss = self.loss(batch_data, self.step * config.gradient_accumulation_steps + micro, positions)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad()
+                self.batch_in_epoch += 1
+                if not accelerator.sync_gradients:
+                    continue
+                self.step += 1
+                if self.ema is not None:
+                    self.ema.step(self._unwrapped().parameters())
+                bar.update(1)
+                mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"non-finite loss at step {self.step}")
+                last = {"step": self.step, "train_loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
+                if self.step % config.log_steps == 0 or self.step == 1:
+                    self._log(last)
+                    bar.set_postfix(loss=f"{mean_loss:.4g}")
+                if config.validation_steps and self.step % config.validation_steps == 0:
+                    val = self.validation_loss()
+                    if val is not None:
+                        self._log({"step": self.step, "validation_loss": val})
+                        validated_at = self.step
+                    self.validate_with_samples()
+                if config.checkpointing_steps and self.step % config.checkpointing_steps == 0:
+                    self.save()
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        bar.close()
+        result = {**last, "seconds": round(time.time() - started, 1)}
+        val = self.validation_loss()
+        if val is not None:
+            result["validation_loss"] = val
+            if validated_at != self.step:
+                self._log({"step": self.step, "validation_loss": val})
+        self._save_final()
+        accelerator.end_training()
+        return result
+
+    def _save_final(self) -> None:
+        """<output_dir>/model (and model_ema): the trained transformer, ready for from_pretrained."""
+        from ..utils.files import atomic_directory
+
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        with atomic_directory(self.output_dir / "model") as folder:
+            self._unwrapped().save_pretrained(folder)
+        if self.ema is not None:
+            with atomic_directory(self.output_dir / "model_ema") as folder:
+                self.ema.save_pretrained(str(folder))
+
+
+def train(config: TrainConfig) -> dict:
+    return I2VTrainer(config).train()

@@ -1,0 +1,184 @@
+"""`soraplan train` (I2V) end to end with tiny real components and real mp4 files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ..conftest import build_tiny_pipeline, make_videos
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def annotate(folder: Path, paths, frames=12, size=32):
+    items = [{"path": p.name, "cap": [f"clip {i}"], "resolution": {"height": size, "width": size},
+              "num_frames": frames, "fps": 8.0} for i, p in enumerate(paths)]
+    (folder / "ann.json").write_text(json.dumps(items))
+    (folder / "data.txt").write_text(f"{folder},{folder / 'ann.json'}\n")
+    return folder / "data.txt"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("i2v")
+    pipe = build_tiny_pipeline()
+    pipe.vae.save_pretrained(root / "vae")
+    pipe.text_encoder.save_pretrained(root / "t5")
+    pipe.tokenizer.save_pretrained(root / "t5")
+    pipe.transformer.save_pretrained(root / "model")
+    annotate(root / "train", make_videos(root / "train", 8, frames=12, size=32, seed=0))
+    annotate(root / "val", make_videos(root / "val", 3, frames=12, size=32, seed=5))
+    return root
+
+
+def common(assets, out, *extra):
+    return ["--data", assets / "train" / "data.txt", "--output_dir", out, "--model", assets / "model",
+            "--ae_path", assets / "vae", "--text_encoder_name_1", assets / "t5",
+            "--mask_config", ROOT / "scripts/train_configs/mask_config.yaml", "--num_frames", 9, "--max_height", 32,
+            "--max_width", 32, "--hw_stride", 16, "--train_fps", 8, "--min_num_frames", 9, "--model_max_length", 32,
+            "--learning_rate", 1e-3, *extra]
+
+
+def train(*args, launcher=None, env=None):
+    command = (launcher or [sys.executable, "-m"]) + ["soraplan", "train", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def records(folder, key):
+    """{step: value} from metrics.jsonl; a step logged again after a resume keeps its last value."""
+    found = {}
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if key in record:
+            found[record["step"]] = record[key]
+    return found
+
+
+def test_training_lowers_validation_loss(assets, tmp_path):
+    out = tmp_path / "run"
+    result = train(*common(assets, out, "--train_batch_size", 2, "--max_train_steps", 30, "--checkpointing_steps", 15,
+                           "--validation_data", assets / "val" / "data.txt", "--validation_steps", 15, "--use_ema",
+                           "--add_noise_to_condition", "--validation_prompt", "clip 1", "--validation_sampling_steps", 2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    validation = records(out, "validation_loss")
+    assert sorted(validation) == [0, 15, 30]
+    assert validation[30] < 0.7 * validation[0], validation
+    for name in ("model", "model_ema"):
+        assert (out / name / "config.json").is_file() and (out / "checkpoint-30" / name).is_dir()
+    assert (out / "validation" / "step-15.mp4").is_file()
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
+    args = ["--train_batch_size", 1, "--max_train_steps", 24, "--checkpointing_steps", 4, "--use_ema",
+            "--add_noise_to_condition", "--lr_scheduler", "cosine", "--lr_warmup_steps", 3]
+    env = {"OMP_NUM_THREADS": "1"}
+    reference = train(*common(assets, tmp_path / "straight", *args), env=env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "soraplan", "train", *map(str, common(assets, out, *args))]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    deadline = time.time() + 300
+    while not (out / "checkpoint-8").is_dir() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "model").exists(), "the run finished before it could be killed"
+    resumed = train(*common(assets, out, *args, "--resume_from_checkpoint", "latest"), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    expected, got = records(tmp_path / "straight", "train_loss"), records(out, "train_loss")
+    assert sorted(got) == list(range(1, 25))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), step
+    for name in ("model", "model_ema"):
+        a = load_file(tmp_path / "straight" / name / "diffusion_pytorch_model.safetensors")
+        b = load_file(out / name / "diffusion_pytorch_model.safetensors")
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+
+
+def test_two_processes_take_the_single_process_step(assets, tmp_path):
+    """2 ranks x batch 1 == 1 rank x batch 2: same samples, same noise, same averaged gradient."""
+    env = {"OMP_NUM_THREADS": "1"}
+    single = train(*common(assets, tmp_path / "one", "--train_batch_size", 2, "--max_train_steps", 1), env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = train(*common(assets, tmp_path / "two", "--train_batch_size", 1, "--max_train_steps", 1), env=env,
+                launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert records(tmp_path / "one", "train_loss")[1] == pytest.approx(records(tmp_path / "two", "train_loss")[1], rel=1e-5)
+
+    from accelerate.utils import set_seed
+
+    from soraplan.models import OpenSoraInpaint
+
+    set_seed(1234)  # the trainer's initialisation
+    config = {k: v for k, v in json.loads((assets / "model" / "config.json").read_text()).items() if not k.startswith("_")}
+    start = OpenSoraInpaint.from_config(config).state_dict()
+    one = load_file(tmp_path / "one" / "model" / "diffusion_pytorch_model.safetensors")
+    two = load_file(tmp_path / "two" / "model" / "diffusion_pytorch_model.safetensors")
+    moved = 0
+    for key in start:
+        if key.endswith("to_k.bias"):
+            # softmax ignores a shift shared by all keys: this gradient is 0 up to rounding, and AdamW's
+            # first step (lr * sign(grad)) turns rounding noise into +-lr
+            continue
+        assert torch.allclose(one[key], two[key], atol=1e-6), key
+        moved += int(not torch.equal(one[key], start[key]))
+    assert moved > 100  # the step really changed the weights
+
+
+def test_registry_model_and_t2v_initialisation(assets, tmp_path):
+    t2v = tmp_path / "t2v"
+    build_tiny_pipeline(t2v=True).transformer.save_pretrained(t2v)
+    args = common(assets, tmp_path / "reg", "--train_batch_size", 2, "--max_train_steps", 1, "--pretrained", t2v)
+    args[args.index("--model") + 1] = "OpenSoraInpaint_v1_3-tiny"
+    result = train(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "mask_config,message",
+    [("mask_type_ratio_dict_video: {t2iv: 0, i2v: 0}", "all zero"),
+     ("mask_type_ratio_dict_video: {i2v: -1}", "non-negative"),
+     ("mask_type_ratio_dict_video: {random_spatial: 1}", "unknown mask type 'random_spatial'"),
+     ("min_clear_ratio: 0.9\nmax_clear_ratio: 0.1", "min_clear_ratio")],
+)
+def test_bad_mask_config(assets, tmp_path, mask_config, message):
+    path = tmp_path / "mask.yaml"
+    path.write_text(mask_config)
+    args = common(assets, tmp_path / "o", "--max_train_steps", 1)
+    args[args.index("--mask_config") + 1] = path
+    result = train(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_surviving_samples_is_a_clear_error(assets, tmp_path):
+    args = common(assets, tmp_path / "o", "--max_train_steps", 1)
+    args[args.index("--num_frames") + 1] = 33  # the 12-frame clips are too short
+    args[args.index("--min_num_frames") + 1] = 33
+    result = train(*args)
+    assert result.returncode == 2 and "no training sample survives" in result.stderr
+
+
+def test_reference_script_runs_on_cpu(assets, tmp_path):
+    env = {"LAUNCH": f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port 29641",
+           "DATA": str(assets / "train" / "data.txt"), "MODEL": str(assets / "model"), "PRETRAINED": str(assets / "model"),
+           "AE_PATH": str(assets / "vae"), "TEXT_ENCODER": str(assets / "t5"), "OUTPUT_DIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        ["bash", "scripts/text_condition/gpu/train_inpaint_v1_3.sh", "--num_frames", "9", "--max_height", "32",
+         "--max_width", "32", "--max_hxw", "1024", "--min_hxw", "256", "--hw_stride", "16", "--train_fps", "8",
+         "--min_num_frames", "9", "--max_train_steps", "2", "--model_max_length", "32", "--mixed_precision", "no",
+         "--dataloader_num_workers", "0", "--checkpointing_steps", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoint-2" / "model_ema").is_dir()
