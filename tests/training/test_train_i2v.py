@@ -182,3 +182,21 @@ def test_reference_script_runs_on_cpu(assets, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "checkpoint-2" / "model_ema").is_dir()
+
+
+def test_sequence_parallel_training_takes_the_single_process_step(assets, tmp_path):
+    """--sp_size 2 on 2 processes: both ranks hold the batch, each half of its frames."""
+    env = {"OMP_NUM_THREADS": "1"}
+    frames = ["--num_frames", 5, "--min_num_frames", 5]  # 2 latent frames, split 1 + 1
+    single = train(*common(assets, tmp_path / "one", "--train_batch_size", 2, "--max_train_steps", 1), *frames, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sp = train(*common(assets, tmp_path / "sp", "--train_batch_size", 2, "--max_train_steps", 1, "--sp_size", 2), *frames,
+               env=env, launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert sp.returncode == 0, sp.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "model" / "diffusion_pytorch_model.safetensors")
+    two = load_file(tmp_path / "sp" / "model" / "diffusion_pytorch_model.safetensors")
+    for key in one:
+        if not key.endswith("to_k.bias"):  # see test_two_processes_take_the_single_process_step
+            assert torch.allclose(one[key], two[key], atol=1e-6), key
+    bad = train(*common(assets, tmp_path / "bad", "--max_train_steps", 1, "--sp_size", 3))
+    assert bad.returncode == 2 and "--sp_size 3 must divide" in bad.stderr

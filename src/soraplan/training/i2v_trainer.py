@@ -42,6 +42,7 @@ from ..models.configs import build_inpaint
 from ..models.text import encode_text, load_text_encoder
 from ..models.transformer import OpenSoraInpaint
 from ..models.vae import WFVAE
+from ..parallel import enable_sequence_parallel
 from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,9 @@ class TrainConfig:
     validation_images: str | None = None
     validation_num_frames: int | None = None
     validation_sampling_steps: int = 20
+    # sequence parallel: groups of sp_size consecutive ranks share samples and split their frames
+    sp_size: int = 1
+    train_sp_batch_size: int = 1  # accepted; each SP group trains on train_batch_size samples per step
     # model config when --model is a registry name
     interpolation_scale_t: float = 1.0
     interpolation_scale_h: float = 1.0
@@ -202,19 +206,24 @@ class I2VTrainer:
         self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
 
         world, batch = accelerator.num_processes, config.train_batch_size
-        data_config = config.data_config()
-        selection = load_training_samples(config.data, data_config, min_bucket_size=batch * world, seed=config.seed)
+        if config.sp_size < 1 or world % config.sp_size:
+            raise ValueError(f"--sp_size {config.sp_size} must divide the number of processes ({world})")
+        self.sp_group = self._sequence_parallel_group(config.sp_size)
+        replicas = world // config.sp_size  # data-parallel degree
+        self.dp_rank = accelerator.process_index // config.sp_size
+        data_config = config.data_config(sp_size=config.sp_size)
+        selection = load_training_samples(config.data, data_config, min_bucket_size=batch * replicas, seed=config.seed)
         if not selection.samples:
             reasons = ", ".join(f"{r}: {n}" for r, n in selection.dropped.most_common()) or "none"
             raise ValueError(f"no training sample survives the data filters (dropped: {reasons}); "
                              "see `soraplan data check`")
         self.dataset = VideoTextDataset(selection.samples, config.cfg, config.default_text_ratio, config.seed)
-        self.sampler = BucketBatchSampler([s.bucket for s in selection.samples], batch, world,
-                                          accelerator.process_index, config.seed)
+        self.sampler = BucketBatchSampler([s.bucket for s in selection.samples], batch, replicas, self.dp_rank,
+                                          config.seed)
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                                  num_workers=config.dataloader_num_workers)
         if len(self.sampler) == 0:
-            raise ValueError(f"{len(selection.samples)} samples make no full batch of {batch} x {world} processes")
+            raise ValueError(f"{len(selection.samples)} samples make no full batch of {batch} x {replicas} data-parallel ranks")
         self.validation = None
         if config.validation_data:
             val = load_training_samples(config.validation_data, data_config, seed=config.seed + 1)
@@ -261,6 +270,21 @@ class I2VTrainer:
             logger.info("resumed from %s at step %d", resume, self.step)
 
     # ----------------------------------------------------------------------------------------------
+
+    def _sequence_parallel_group(self, sp_size: int):
+        """The UlyssesGroup of this rank (consecutive ranks), or None without sequence parallelism."""
+        if sp_size == 1:
+            return None
+        import torch.distributed as dist
+
+        from ..parallel import UlyssesGroup
+
+        mine = None
+        for start in range(0, self.accelerator.num_processes, sp_size):
+            group = dist.new_group(list(range(start, start + sp_size)))  # every rank creates every group
+            if start <= self.accelerator.process_index < start + sp_size:
+                mine = UlyssesGroup(group)
+        return mine
 
     def _unwrapped(self) -> OpenSoraInpaint:
         return self.accelerator.unwrap_model(self.model)
@@ -314,9 +338,15 @@ class I2VTrainer:
         model_in = torch.cat([noisy, masked_latents, latent_mask], dim=1)
         return model_in, target, timesteps, text, text_mask
 
-    def loss(self, batch: dict, step: int, positions: list[int]) -> torch.Tensor:
+    def loss(self, batch: dict, step: int, positions: list[int], sequence_parallel: bool = True) -> torch.Tensor:
         model_in, target, timesteps, text, text_mask = self.prepare_inputs(batch, step, positions)
         dtype = next(self.model.parameters()).dtype
+        use_sp = sequence_parallel and self.sp_group is not None and model_in.shape[2] > 1
+        parallel = self.sp_group if use_sp else None
+        enable_sequence_parallel(self._unwrapped(), parallel)  # images (1 latent frame) never split
+        if parallel is not None:  # this rank's frames; the mean over ranks is the full loss
+            part = parallel.local_slice(model_in.shape[2])
+            model_in, target = model_in[:, :, part], target[:, :, part]
         pred = self.model(model_in.to(dtype), timesteps, text[:, None].to(dtype), encoder_attention_mask=text_mask[:, None]).sample
         return F.mse_loss(pred.float(), target.float())
 
@@ -330,7 +360,7 @@ class I2VTrainer:
         for index in range(len(self.validation)):
             item = self.validation[index]
             batch = {"video": item["video"][None], "caption": [item["caption"]]}
-            losses.append(self.loss(batch, step=-1, positions=[index]).item())
+            losses.append(self.loss(batch, step=-1, positions=[index], sequence_parallel=False).item())
         self.model.train()
         return sum(losses) / len(losses)
 
@@ -373,7 +403,7 @@ class I2VTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
         world, batch = accelerator.num_processes, config.train_batch_size
-        positions = [accelerator.process_index * batch + i for i in range(batch)]
+        positions = [self.dp_rank * batch + i for i in range(batch)]  # the same within an SP group
         bar = tqdm(total=self.max_steps, initial=self.step, desc="train", disable=not accelerator.is_main_process)
         started, last = time.time(), {}
         if self.step == 0 and self.validation is not None:  # the baseline the run is judged against
