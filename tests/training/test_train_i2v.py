@@ -200,3 +200,18 @@ def test_sequence_parallel_training_takes_the_single_process_step(assets, tmp_pa
             assert torch.allclose(one[key], two[key], atol=1e-6), key
     bad = train(*common(assets, tmp_path / "bad", "--max_train_steps", 1, "--sp_size", 3))
     assert bad.returncode == 2 and "--sp_size 3 must divide" in bad.stderr
+
+
+def test_text_cache_and_tensorboard(assets, tmp_path):
+    """Cached text-encoder states give the same run; --report_to tensorboard writes event files."""
+    base = ("--train_batch_size", 2, "--max_train_steps", 2, "--checkpointing_steps", 0, "--cfg", 0.0)
+    plain = train(*common(assets, tmp_path / "plain", *base))
+    cached = train(*common(assets, tmp_path / "cached", *base, "--text_cache_dir", tmp_path / "cache",
+                           "--report_to", "tensorboard"))
+    assert plain.returncode == 0 and cached.returncode == 0, cached.stderr[-3000:]
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 4  # one per caption seen (2 steps x 2)
+    assert records(tmp_path / "plain", "train_loss") == pytest.approx(records(tmp_path / "cached", "train_loss"), rel=1e-6)
+    assert list((tmp_path / "cached").rglob("events.out.tfevents.*"))
+    again = train(*common(assets, tmp_path / "again", *base, "--text_cache_dir", tmp_path / "cache"))
+    assert again.returncode == 0
+    assert records(tmp_path / "again", "train_loss") == pytest.approx(records(tmp_path / "plain", "train_loss"), rel=1e-6)

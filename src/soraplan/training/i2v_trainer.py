@@ -14,6 +14,7 @@ as one process with batch N·b.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -78,6 +79,7 @@ class TrainConfig:
     max_clear_ratio: float = 1.0
     add_noise_to_condition: bool = False
     model_max_length: int = 512
+    text_cache_dir: str | None = None  # text-encoder states saved per caption, reused on later steps and runs
     dataloader_num_workers: int = 0
     # optimisation
     train_batch_size: int = 1
@@ -334,9 +336,34 @@ class I2VTrainer:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        text, text_mask = encode_text(self.text_encoder, self.tokenizer, batch["caption"], self.config.model_max_length, device)
+        text, text_mask = self.text_states(batch["caption"])
         model_in = torch.cat([noisy, masked_latents, latent_mask], dim=1)
         return model_in, target, timesteps, text, text_mask
+
+    def text_states(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, C) states and (B, L) masks; with --text_cache_dir, each caption is encoded once ever."""
+        device, length = self.accelerator.device, self.config.model_max_length
+        if not self.config.text_cache_dir:
+            return encode_text(self.text_encoder, self.tokenizer, captions, length, device)
+        from safetensors.torch import load_file, save_file
+
+        states, masks = [], []
+        for caption in captions:
+            key = hashlib.sha1(f"{self.config.text_encoder_name_1}|{length}|{caption}".encode()).hexdigest()
+            path = Path(self.config.text_cache_dir) / f"{key}.safetensors"
+            if path.is_file():
+                cached = load_file(str(path))
+            else:
+                state, mask = encode_text(self.text_encoder, self.tokenizer, [caption], length, device)
+                cached = {"states": state[0].cpu().contiguous(), "mask": mask[0].cpu()}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+                save_file(cached, str(partial))
+                os.replace(partial, path)  # ranks may race on a caption: each write is whole
+            states.append(cached["states"])
+            masks.append(cached["mask"])
+        dtype = next(self.text_encoder.parameters()).dtype
+        return torch.stack(states).to(device, dtype), torch.stack(masks).to(device)
 
     def loss(self, batch: dict, step: int, positions: list[int], sequence_parallel: bool = True) -> torch.Tensor:
         model_in, target, timesteps, text, text_mask = self.prepare_inputs(batch, step, positions)
