@@ -46,7 +46,7 @@ def test_filters_and_their_reasons():
         video(frames=93 * 6),  # too long (> 5x what a sample needs)
         video(frames=40),  # 40 -> 37 frames (4k+1), kept
         video(frames=20),  # shorter than the 29-frame minimum
-        video(path="x.gif"),  # unknown type
+        video(path="x.txt"),  # unknown type
         {"path": "i.jpg", "cap": "img", "resolution": {"height": 480, "width": 640}},  # image
     ]
     selection = select(items)

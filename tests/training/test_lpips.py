@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from soraplan.training.lpips import LPIPS
 
-from .test_train_vae import train_vae, videos  # noqa: F401  (fixture)
+from .test_train_vae import train_vae
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_incomplete_weights_file(tmp_path, lpips_file):
         LPIPS.from_file(tmp_path / "missing.safetensors")
 
 
-def test_trainer_uses_lpips(videos, lpips_file, tmp_path):  # noqa: F811
+def test_trainer_uses_lpips(videos, lpips_file, tmp_path):
     out = tmp_path / "run"
     result = train_vae("--video_path", videos / "train", "--ckpt_dir", out, "--model_config", videos / "tiny_vae.json",
                        "--num_frames", 9, "--resolution", 32, "--batch_size", 2, "--max_steps", 2, "--log_steps", 1,

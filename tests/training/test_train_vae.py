@@ -12,25 +12,10 @@ import torch
 from soraplan.models.vae import WFVAE
 from soraplan.training.checkpoints import list_checkpoints, prune_checkpoints, resolve_resume
 
-from ..conftest import make_videos
-
-TINY_VAE = {"latent_dim": 8, "base_channels": 8, "encoder_energy_flow_hidden_size": 8,
-            "decoder_energy_flow_hidden_size": 8, "norm_type": "layernorm", "t_interpolation": "trilinear"}
-
 
 def train_vae(*args):
     return subprocess.run([sys.executable, "-m", "soraplan", "train-vae", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    make_videos(root / "train", 8, frames=12, size=32, seed=0)
-    make_videos(root / "eval", 2, frames=12, size=32, seed=1)
-    config = root / "tiny_vae.json"
-    config.write_text(json.dumps(TINY_VAE))
-    return root
 
 
 def metrics(folder):

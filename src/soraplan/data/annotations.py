@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .transforms import max_area_size, stride_size
-from .video_io import VIDEO_EXTENSIONS
+from .video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 HW_ASPECT_LIMIT = 2.0  # h/w within [1/2, 2]
 TOO_LONG_FACTOR = 5.0  # a clip longer than 5x what a sample needs is dropped
 
@@ -203,7 +202,7 @@ def _select(root: Path, item: dict, config: DataConfig, rng: random.Random, sele
     if not isinstance(height, int) or not isinstance(width, int) or height <= 0 or width <= 0:
         return "no resolution"
     suffix = Path(item["path"]).suffix.lower()
-    if suffix not in VIDEO_EXTENSIONS + IMAGE_SUFFIXES:
+    if suffix not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
         return "unknown file type"
     size = _sample_size(height, width, config)
     if isinstance(size, str):

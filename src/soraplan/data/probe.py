@@ -7,10 +7,9 @@ from pathlib import Path
 
 import av
 
-from .video_io import VIDEO_EXTENSIONS
+from .video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def probe_video(path: Path) -> dict:

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from ..data.transforms import center_crop, center_crop_resize, max_area_size, stride_size
-from ..data.video_io import VIDEO_EXTENSIONS, read_video
+from ..data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_video
 from ..masks import MaskType, mask_from_indices, mask_video, temporal_mask
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tiff", ".webp")
 RESOLUTION_STRIDE = 32
 
 

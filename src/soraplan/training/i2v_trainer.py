@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
@@ -44,7 +43,8 @@ from ..models.text import encode_text, load_text_encoder
 from ..models.transformer import OpenSoraInpaint
 from ..models.vae import WFVAE
 from ..parallel import enable_sequence_parallel
-from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
+from .checkpoints import resolve_resume, save_checkpoint
+from .runtime import make_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +199,9 @@ class I2VTrainer:
             raise ValueError(f"--prediction_type must be v_prediction or epsilon, got {config.prediction_type!r}")
         if config.allow_tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
-        cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = Accelerator(mixed_precision=PRECISIONS[config.mixed_precision], cpu=cpu,
-                                       gradient_accumulation_steps=config.gradient_accumulation_steps,
-                                       log_with=config.report_to, project_dir=str(self.output_dir))
+        self.accelerator = make_accelerator(PRECISIONS[config.mixed_precision],
+                                            gradient_accumulation_steps=config.gradient_accumulation_steps,
+                                            log_with=config.report_to, project_dir=str(self.output_dir))
         accelerator = self.accelerator
         device = accelerator.device
         self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
@@ -429,7 +428,7 @@ class I2VTrainer:
         config, accelerator = self.config, self.accelerator
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
-        world, batch = accelerator.num_processes, config.train_batch_size
+        batch = config.train_batch_size
         positions = [self.dp_rank * batch + i for i in range(batch)]  # the same within an SP group
         bar = tqdm(total=self.max_steps, initial=self.step, desc="train", disable=not accelerator.is_main_process)
         started, last = time.time(), {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..models.vae import WFVAE
 from ..utils.files import atomic_directory
 from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 from .discriminator import PatchDiscriminator3D
+from .runtime import make_accelerator
 from .vae_losses import VAELossWeights, discriminator_loss, generator_loss
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class VAETrainer:
         self.output_dir = Path(config.ckpt_dir)
         if config.mix_precision not in PRECISIONS:
             raise ValueError(f"--mix_precision must be one of {', '.join(PRECISIONS)}, got {config.mix_precision!r}")
-        self.accelerator = Accelerator(mixed_precision=PRECISIONS[config.mix_precision], cpu=_multi_process_cpu())
+        self.accelerator = make_accelerator(PRECISIONS[config.mix_precision])
         set_seed(config.seed, device_specific=True)
         self.weights = VAELossWeights(config.kl_weight, config.wavelet_weight, config.perceptual_weight,
                                       config.disc_weight, config.loss_type)
@@ -294,12 +294,6 @@ class VAETrainer:
                 self._save_ema_copy(folder)
             else:
                 self._unwrapped().save_pretrained(folder)
-
-
-def _multi_process_cpu() -> bool:
-    """Several processes (torchrun / accelerate launch) without a GPU: accelerate needs cpu=True to join
-    them in one gloo group instead of running N independent trainings."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def train_vae(config: VAETrainConfig) -> dict:
