@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,7 @@ demo: $(INSTALLED)
 	$(BIN)/soraplan demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m "not slow"
-
-test-slow: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/vae.py

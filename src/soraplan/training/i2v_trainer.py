@@ -255,6 +255,10 @@ class I2VTrainer:
         lr_scheduler = get_scheduler(config.lr_scheduler, optimizer,
                                      num_warmup_steps=config.lr_warmup_steps * world,
                                      num_training_steps=self.max_steps * world)
+        plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:  # our sampler's loader is not prepared, so DeepSpeed cannot infer "auto" sizes
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch
+            plugin.deepspeed_config["train_batch_size"] = batch * world * config.gradient_accumulation_steps
         self.model, self.optimizer, self.lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
         if self.ema is not None:
             self.ema.to(device)
