@@ -39,7 +39,8 @@ def sample(*args, launcher=None, timeout=600, env=None):
 
 def test_prompts_file_and_conditions_file(assets, tmp_path):
     result = sample("--model_path", assets / "pipe", "--text_prompt", assets / "prompts.txt",
-                    "--conditional_pixel_values_path", assets / "cond.txt", "--save_img_path", tmp_path, *FAST)
+                    "--conditional_pixel_values_path", assets / "cond.txt", "--save_img_path", tmp_path,
+                    "--enable_tiling", *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "prompt 0 (i2v)" in result.stdout and "prompt 1 (transition)" in result.stdout
     assert "prompt 2 (continuation)" in result.stdout
@@ -54,7 +55,7 @@ def test_direct_paths_keyframes_samples_and_png(assets, tmp_path):
     result = sample("--model_path", assets / "pipe", "--text_prompt", "keyframes",
                     "--conditional_pixel_values_path", keyframes, "--conditional_pixel_values_indices", "0,4,-1",
                     "--num_samples_per_prompt", "3", "--crop_for_hw", "--height", "32", "--width", "48",
-                    "--save_img_path", tmp_path, *FAST)
+                    "--save_memory", "--save_img_path", tmp_path, *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [f"EulerAncestralDiscrete_0_gs7.5_s3{s}.mp4" for s in ("", "_i0", "_i1", "_i2")]

@@ -117,3 +117,16 @@ def test_too_few_steps_for_a_scheduler_is_a_clear_error(pipe):
             run(pipe, conditions=[image()], num_inference_steps=2)
     finally:
         pipe.scheduler = build_scheduler()
+
+
+def test_compiled_transformer_is_still_the_i2v_model(pipe):
+    """`soraplan sample --compile` compiles in place; a torch.compile wrapper must work as well."""
+    reference = run(pipe, conditions=[image()])
+    original = pipe.transformer
+    try:
+        torch._dynamo.reset()
+        pipe.transformer = torch.compile(original, backend="eager")
+        assert pipe.takes_conditioning
+        assert np.array_equal(run(pipe, conditions=[image()]), reference)
+    finally:
+        pipe.transformer = original

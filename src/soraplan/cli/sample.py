@@ -226,7 +226,7 @@ def run(args) -> int:
         except ValueError as error:
             raise UserError(str(error)) from None
     if args.compile:
-        pipe.transformer = torch.compile(pipe.transformer)
+        pipe.transformer.compile()  # in place: the module keeps its class and config
     pipe.set_progress_bar_config(disable=rank != 0)
 
     out_dir = Path(args.save_img_path)

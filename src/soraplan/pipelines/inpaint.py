@@ -65,7 +65,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         """True for the inpaint (I2V) transformer, False for the T2V one."""
         from ..models.transformer import OpenSoraInpaint
 
-        return isinstance(self.transformer, OpenSoraInpaint)
+        return isinstance(getattr(self.transformer, "_orig_mod", self.transformer), OpenSoraInpaint)  # torch.compile'd too
 
     def enable_sequence_parallel(self, group) -> None:
         """Split every video's frames over the ranks of ``group`` (a soraplan.parallel.UlyssesGroup;
