@@ -2,6 +2,7 @@
 
     soraplan data annotate VIDEO_DIR -o annotations.json   # probe files, captions from sidecar .txt
     soraplan data check data.txt --num_frames 29 ...       # kept / dropped (and why), buckets
+    soraplan data synth -o world/ --n 100                  # synthetic clips of moving coloured shapes
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ def add_parser(subparsers) -> None:
     annotate.add_argument("folder")
     annotate.add_argument("-o", "--output", required=True, help="annotation file to write (.json)")
     annotate.set_defaults(run=run_annotate)
+
+    synth = commands.add_parser("synth", help="write a synthetic world: moving coloured shapes with captions")
+    synth.add_argument("-o", "--output", required=True, help="folder for videos/, annotations.json, data.txt")
+    synth.add_argument("--n", type=int, default=100, help="number of clips")
+    synth.add_argument("--num_frames", type=int, default=17)
+    synth.add_argument("--size", type=int, default=64, help="square frame size in pixels (even)")
+    synth.add_argument("--fps", type=float, default=8.0)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=run_synth)
 
     check = commands.add_parser("check", help="report what the data filters keep and drop, and the buckets")
     check.add_argument("data", help="data.txt: DATA_ROOT,ANNOTATION lines")
@@ -45,6 +55,16 @@ def run_annotate(args) -> int:
     os.replace(partial, args.output)
     print(f"wrote {len(items)} items to {args.output} ({len(problems)} skipped)")
     return 0 if items else 1
+
+
+def run_synth(args) -> int:
+    from ..demo.world import write_world
+
+    if args.n < 1 or args.num_frames < 1 or args.size < 16 or args.size % 2:
+        raise UserError("--n and --num_frames must be positive and --size an even number >= 16")
+    data_txt = write_world(args.output, args.n, args.seed, args.num_frames, args.size, args.fps)
+    print(f"wrote {args.n} clips; train with --data {data_txt}")
+    return 0
 
 
 def run_check(args) -> int:
