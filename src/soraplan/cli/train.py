@@ -42,8 +42,7 @@ def run(args) -> int:
     from ..training.i2v_trainer import TrainConfig, train
 
     try:
-        config = dataclass_from_args(TrainConfig, args)
-        config.data_config()  # validates the data flags before anything is loaded
+        config = dataclass_from_args(TrainConfig, args)  # validates the data flags before anything loads
         result = train(config)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
         raise UserError(str(error)) from None

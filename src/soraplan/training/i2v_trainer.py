@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -52,8 +52,10 @@ REGISTRY = {"OpenSoraInpaint_v1_3-2B/122": "2B/122", "OpenSoraInpaint_v1_3-tiny"
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(DataConfig):
+    """Every flag of ``soraplan train``: the data flags (inherited) and the training ones."""
+
     data: str
     output_dir: str
     model: str
@@ -61,18 +63,6 @@ class TrainConfig:
     text_encoder_name_1: str
     pretrained: str | None = None
     mask_config: str | None = None
-    # data (see DataConfig)
-    num_frames: int = 93
-    max_height: int = 352
-    max_width: int = 640
-    force_resolution: bool = False
-    max_hxw: int | None = None
-    min_hxw: int | None = None
-    hw_stride: int = 32
-    train_fps: float = 18.0
-    speed_factor: float = 1.0
-    drop_short_ratio: float = 0.0
-    min_num_frames: int = 29
     cfg: float = 0.1
     default_text_ratio: float = 0.5
     min_clear_ratio: float = 0.0
@@ -115,8 +105,7 @@ class TrainConfig:
     validation_images: str | None = None
     validation_num_frames: int | None = None
     validation_sampling_steps: int = 20
-    # sequence parallel: groups of sp_size consecutive ranks share samples and split their frames
-    sp_size: int = 1
+    # sequence parallel (--sp_size, inherited): groups of sp_size consecutive ranks share samples
     train_sp_batch_size: int = 1  # accepted; each SP group trains on train_batch_size samples per step
     # model config when --model is a registry name
     interpolation_scale_t: float = 1.0
@@ -134,10 +123,8 @@ class TrainConfig:
     use_decord: bool = False  # PyAV decodes
     trained_data_global_step: int = 0  # resume restores the data position itself
 
-    def data_config(self, sp_size: int = 1) -> DataConfig:
-        names = ("num_frames", "max_height", "max_width", "force_resolution", "max_hxw", "min_hxw", "hw_stride",
-                 "train_fps", "speed_factor", "drop_short_ratio", "min_num_frames")
-        return DataConfig(**{n: getattr(self, n) for n in names}, sp_size=sp_size)
+    def data_config(self) -> DataConfig:
+        return DataConfig(**{f.name: getattr(self, f.name) for f in fields(DataConfig)})
 
 
 def load_mask_config(path: str | None, config: TrainConfig) -> tuple[dict, dict, float, float]:
@@ -212,7 +199,7 @@ class I2VTrainer:
         self.sp_group = self._sequence_parallel_group(config.sp_size)
         replicas = world // config.sp_size  # data-parallel degree
         self.dp_rank = accelerator.process_index // config.sp_size
-        data_config = config.data_config(sp_size=config.sp_size)
+        data_config = config.data_config()
         selection = load_training_samples(config.data, data_config, min_bucket_size=batch * replicas, seed=config.seed)
         if not selection.samples:
             reasons = ", ".join(f"{r}: {n}" for r, n in selection.dropped.most_common()) or "none"
