@@ -16,7 +16,7 @@ from .errors import UserError
 def add_parser(subparsers) -> None:
     from ..data.annotations import DataConfig
 
-    parser = subparsers.add_parser("data", help="annotate a folder of videos, or check a data.txt")
+    parser = subparsers.add_parser("data", help="annotate a folder of videos, check a data.txt, or write a synthetic world")
     commands = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     annotate = commands.add_parser("annotate", help="write an annotation JSON for a folder of videos/images")
