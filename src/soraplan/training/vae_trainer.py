@@ -9,6 +9,7 @@ held-out PSNR is measured every ``eval_steps`` and at the end. Metrics go to ``m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -231,24 +232,29 @@ class VAETrainer:
         return save_checkpoint(self.accelerator, self.output_dir, self.step, write_models,
                                self.config.checkpoints_total_limit)
 
-    def _save_ema_copy(self, folder: Path) -> None:
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """The EMA weights in the model for the duration (a no-op without --ema); trained weights after."""
+        if self.ema is None:
+            yield
+            return
         params = [p for p in self._unwrapped().parameters() if p.requires_grad]
         self.ema.store(params)
         self.ema.copy_to(params)
-        self._unwrapped().save_pretrained(folder)
-        self.ema.restore(params)
+        try:
+            yield
+        finally:
+            self.ema.restore(params)
+
+    def _save_ema_copy(self, folder: Path) -> None:
+        with self._ema_weights():
+            self._unwrapped().save_pretrained(folder)
 
     def _evaluate(self) -> float | None:
         if self.eval_loader is None:
             return None
-        params = [p for p in self._unwrapped().parameters() if p.requires_grad]
-        if self.ema is not None:
-            self.ema.store(params)
-            self.ema.copy_to(params)
-        score = evaluate_psnr(self.vae, self.eval_loader, self.accelerator, self.config.eval_subset_size)
-        if self.ema is not None:
-            self.ema.restore(params)
-        return score
+        with self._ema_weights():
+            return evaluate_psnr(self.vae, self.eval_loader, self.accelerator, self.config.eval_subset_size)
 
     def train(self) -> dict:
         config, accelerator = self.config, self.accelerator
