@@ -23,6 +23,8 @@ HELPS = {
     "resume_from_checkpoint": "'latest' or a checkpoint-N folder",
     "validation_data": "data.txt of held-out clips: a validation loss at fixed noise every --validation_steps",
     "validation_prompt": "also write a sampled video every --validation_steps",
+    "clean_video_captions": "clean up video captions too (lower-case, no URLs/HTML); the reference cleans image "
+                            "captions only",
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .captions import add_aesthetic_notice, clean_caption
 from .annotations import Sample
 from .transforms import center_crop, center_crop_resize, resize
 from .video_io import VideoReadError, read_video
@@ -55,8 +56,11 @@ def read_frames(sample: Sample) -> torch.Tensor:
 class VideoTextDataset(Dataset):
     """Items ``{"video": (3, T, H, W) float in [-1, 1], "caption": str, "index": int}``."""
 
-    def __init__(self, samples: list[Sample], cfg: float = 0.1, default_text_ratio: float = 0.5, seed: int = 0):
+    def __init__(self, samples: list[Sample], cfg: float = 0.1, default_text_ratio: float = 0.5, seed: int = 0,
+                 clean_video_captions: bool = False, keep_chinese: bool = False):
         self.samples = samples
+        self.clean_video_captions = clean_video_captions  # the reference cleans image captions only
+        self.keep_chinese = keep_chinese
         self.cfg = cfg
         self.default_text_ratio = default_text_ratio
         self.seed = seed
@@ -78,7 +82,10 @@ class VideoTextDataset(Dataset):
             if rng.random() < self.default_text_ratio:
                 return DEFAULT_VIDEO_TEXT if sample.is_video else DEFAULT_IMAGE_TEXT
             return ""
-        return rng.choice(sample.captions)
+        text = add_aesthetic_notice(rng.choice(sample.captions), sample.aesthetic, sample.is_video, rng)
+        if not sample.is_video or self.clean_video_captions:
+            text = clean_caption(text, self.keep_chinese)
+        return text
 
     def __getitem__(self, index: int) -> dict:
         rng = random.Random(hash((self.seed, self.epoch, index)))

@@ -65,6 +65,7 @@ class TrainConfig(DataConfig):
     mask_config: str | None = None
     cfg: float = 0.1
     default_text_ratio: float = 0.5
+    clean_video_captions: bool = False  # the reference cleans image captions only (soraplan.data.captions)
     min_clear_ratio: float = 0.0
     max_clear_ratio: float = 1.0
     add_noise_to_condition: bool = False
@@ -205,7 +206,9 @@ class I2VTrainer:
             reasons = ", ".join(f"{r}: {n}" for r, n in selection.dropped.most_common()) or "none"
             raise ValueError(f"no training sample survives the data filters (dropped: {reasons}); "
                              "see `soraplan data check`")
-        self.dataset = VideoTextDataset(selection.samples, config.cfg, config.default_text_ratio, config.seed)
+        self.dataset = VideoTextDataset(selection.samples, config.cfg, config.default_text_ratio, config.seed,
+                                        clean_video_captions=config.clean_video_captions,
+                                        keep_chinese=_encoder_is_multilingual(config.text_encoder_name_1))
         self.sampler = BucketBatchSampler([s.bucket for s in selection.samples], batch, replicas, self.dp_rank,
                                           config.seed)
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -489,6 +492,16 @@ class I2VTrainer:
         if self.ema is not None:
             with atomic_directory(self.output_dir / "model_ema") as folder:
                 self.ema.save_pretrained(str(folder))
+
+
+def _encoder_is_multilingual(path: str) -> bool:
+    """mT5/UMT5 read Chinese: caption clean-up keeps CJK ideographs for them (the reference's rule)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path).model_type in ("mt5", "umt5")
+    except (OSError, ValueError):
+        return "mt5" in str(path).lower()
 
 
 def train(config: TrainConfig) -> dict:
