@@ -10,7 +10,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the local CPU build (a loose pin would pull a multi-GB CUDA build)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,deepspeed]"
 	touch $@
 
 install: $(INSTALLED)
