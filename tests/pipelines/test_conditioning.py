@@ -85,10 +85,13 @@ def test_bad_conditioning(kwargs, message):
         build_conditioning(conditions, 9, 0, 0, **kwargs)
 
 
-def test_short_video_and_text_file_are_rejected(tmp_path):
+def test_a_short_video_is_continued_and_a_text_file_rejected(tmp_path):
     (path,) = make_videos(tmp_path, 1, frames=5, size=64)
-    with pytest.raises(ValueError, match="has 5 frames; 9 are needed"):
-        build_conditioning([path], 9, 0, 0)
+    conditioning = build_conditioning([path], 9, 0, 0)
+    assert conditioning.mask_type is MaskType.continuation
+    assert conditioning.mask.tolist() == [0] * 5 + [1] * 4  # its 5 frames given, 4 generated
+    with pytest.raises(ValueError, match="has 5 frames; 9 are needed for mask_type clear"):
+        build_conditioning([path], 9, 0, 0, mask_type="clear")
     note = tmp_path / "note.txt"
     note.write_text("hi")
     with pytest.raises(ValueError, match="not an image"):

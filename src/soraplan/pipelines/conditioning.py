@@ -6,6 +6,9 @@ Resolution follows the reference (spec §6.6):
   (height, width);
 * arbitrary mode: take the smallest height and width over the inputs, shrink (never enlarge) to an area
   of at most ``max_hxw``, centre-crop + resize every input to that, then centre-crop to multiples of 32.
+
+A video of at least num_frames frames is masked by type (continuation: the first half given, as the
+reference); a shorter video is continued: all of its frames given, the rest generated.
 """
 
 from __future__ import annotations
@@ -143,11 +146,19 @@ def build_conditioning(
 
     if videos:  # a video: its first num_frames frames, masked by type (default continuation)
         frames = pixels[0]
-        if frames.shape[0] < num_frames:
-            raise ValueError(f"the conditioning video has {frames.shape[0]} frames; {num_frames} are needed")
-        frames = frames[:num_frames]
         mask_type = mask_type or MaskType.continuation
-        mask = temporal_mask(mask_type, num_frames, 0.5, 0.5, rng=rng)
+        if frames.shape[0] < num_frames:
+            if mask_type is not MaskType.continuation:
+                raise ValueError(f"the conditioning video has {frames.shape[0]} frames; {num_frames} are needed "
+                                 f"for mask_type {mask_type.value} (a shorter one is continued as it is)")
+            # a shorter clip is continued: all of its frames are given, the rest generated
+            given = frames.shape[0]
+            frames = torch.cat([frames, frames.new_zeros(num_frames - given, *frames.shape[1:])])
+            mask = torch.ones(num_frames)
+            mask[:given] = 0
+        else:
+            frames = frames[:num_frames]
+            mask = temporal_mask(mask_type, num_frames, 0.5, 0.5, rng=rng)
     else:  # images at frame indices
         if indices is None:
             if mask_type is None:
