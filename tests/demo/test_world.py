@@ -37,7 +37,8 @@ def test_shape_moves_as_captioned_and_stays_in_frame(seed):
     for t in (0, 16):
         cx, cy = scene.centre(t)
         assert scene.radius <= cx <= 64 - scene.radius and scene.radius <= cy <= 64 - scene.radius
-    assert scene.caption.startswith(f"a {scene.colour} {scene.shape} ")
+    article = "an" if scene.colour[0] in "aeiou" else "a"
+    assert scene.caption.startswith(f"{article} {scene.colour} {scene.shape} ")
 
 
 def test_world_is_deterministic_and_loads_as_training_data(tmp_path):

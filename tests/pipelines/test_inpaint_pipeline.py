@@ -50,12 +50,14 @@ def test_batch_of_prompts_and_samples(pipe):
 
 
 def test_modes_and_types(pipe):
-    assert pipe(prompt="x", conditions=[image(), image(seed=1)], **FAST).mask_type is MaskType.transition
+    transition = pipe(prompt="x", conditions=[image(), image(seed=1)], **FAST)
+    assert transition.mask_type is MaskType.transition and transition.given_frames == [0, 8]
     keyframes = pipe(prompt="x", conditions=[image(seed=s) for s in range(3)], condition_indices=[0, 4, 8],
                      crop_for_hw=True, height=32, width=48, **FAST)
     assert keyframes.mask_type is MaskType.random_temporal and keyframes.videos.shape == (1, 9, 32, 48, 3)
+    assert keyframes.given_frames == [0, 4, 8]
     t2v = pipe(prompt="x", height=32, width=32, **FAST)
-    assert t2v.mask_type is MaskType.t2iv and t2v.videos.shape == (1, 9, 32, 32, 3)
+    assert t2v.mask_type is MaskType.t2iv and t2v.videos.shape == (1, 9, 32, 32, 3) and t2v.given_frames == []
     no_cfg = pipe(prompt="x", conditions=[image()], guidance_scale=1.0, **FAST)
     rescaled = pipe(prompt="x", conditions=[image()], guidance_rescale=0.7, **FAST)
     assert no_cfg.videos.shape == rescaled.videos.shape

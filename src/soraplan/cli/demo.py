@@ -1,97 +1,153 @@
-"""``soraplan demo``: the fastest real end-to-end run the project can do today.
+"""``soraplan demo``: the embedded demo model (trained by ``scripts/demo/train_demo_model.sh`` on the
+synthetic world) animates shipped examples, or your own image(s) / video, on CPU in about a minute.
 
-No trained weights ship yet (the embedded demo model is its own piece of work), so this demo says so and
-runs what does exist for real: a tiny image-to-video transformer with the released architecture and
-random weights is saved as a checkpoint folder, checked, reloaded with ``from_pretrained`` and run on an
-I2V-shaped input (first frame given) with classifier-free-guidance batching, timing each forward.
+Without inputs it runs three examples (image-to-video, first/last-frame transition, continuation of a
+short clip) and writes one mp4 per example plus a contact sheet PNG (each row an example, every other
+frame, conditioning frames marked with a white bar below them).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..models import OpenSoraInpaint, build_inpaint, opensora_inpaint_2b_122
-from ..models.checkpoints import check_checkpoint_folder
-from ..utils.files import atomic_directory
 from .errors import UserError
-from .inspect import describe_layers
 
-LATENT_CHANNELS = 8
-VAE_STRIDE_T, VAE_STRIDE_HW = 4, 8
+CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet for viewing
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="run the I2V transformer end to end on CPU (random weights for now)")
-    parser.add_argument("--output-dir", default="outputs/demo", help="where the demo checkpoint folder is written")
-    parser.add_argument("--num_frames", type=int, default=29, help="pixel frames, 4k+1 (default 29)")
-    parser.add_argument("--height", type=int, default=128, help="pixels, multiple of 16")
-    parser.add_argument("--width", type=int, default=192, help="pixels, multiple of 16")
-    parser.add_argument("--steps", type=int, default=3, help="timed forward passes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(run=run)
+    p = subparsers.add_parser("demo", help="animate examples (or your image/video) with the embedded demo model")
+    p.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded demo model)")
+    p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
+    p.add_argument("--image", action="append", default=None,
+                   help="conditioning image; once: image-to-video, twice: first/last-frame transition, "
+                        "more: keyframes spread over the clip (or at --indices)")
+    p.add_argument("--indices", default=None, help="comma-separated frame index of each --image")
+    p.add_argument("--video", default=None, help="conditioning video: its frames start the clip (continuation)")
+    p.add_argument("--prompt", default=None, help="what happens, e.g. 'a red circle moves to the right on a "
+                   "black background' (needed with --image/--video; alone: text-to-video)")
+    p.add_argument("--num_frames", type=int, default=17, help="pixel frames, 4k+1 (the model is trained on 17)")
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--num_sampling_steps", type=int, default=100)
+    p.add_argument("--guidance_scale", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=int, default=8)
+    p.set_defaults(run=run)
 
 
-def i2v_inputs(num_frames: int, height: int, width: int, text_len: int, caption_channels: int, generator):
-    """Reference-convention inputs for one I2V step with CFG: batch [uncond; cond]."""
-    frames = (num_frames - 1) // VAE_STRIDE_T + 1
-    h, w = height // VAE_STRIDE_HW, width // VAE_STRIDE_HW
-    noisy = torch.randn(1, LATENT_CHANNELS, frames, h, w, generator=generator)
-    masked_video_latent = torch.randn(1, LATENT_CHANNELS, frames, h, w, generator=generator)
-    mask = torch.ones(1, VAE_STRIDE_T, frames, h, w)  # 1 = generate
-    mask[:, :, 0] = 0  # latent frame 0 = the given first pixel frame
-    hidden_states = torch.cat([noisy, masked_video_latent, mask], dim=1).repeat(2, 1, 1, 1, 1)
-    text = torch.randn(2, 1, text_len, caption_channels, generator=generator)
-    text_mask = torch.ones(2, 1, text_len, dtype=torch.long)
-    text_mask[0, :, 1:] = 0  # the empty negative prompt keeps one token
-    return dict(
-        hidden_states=hidden_states,
-        timestep=torch.tensor([999.0, 999.0]),
-        encoder_hidden_states=text,
-        encoder_attention_mask=text_mask,
-    )
+def shipped_examples() -> list[dict]:
+    """[{name, task, conditions: [paths], prompt}] from the examples folder next to the model."""
+    from ..demo.assets import DEMO_EXAMPLES
+
+    listing = DEMO_EXAMPLES / "examples.json"
+    if not listing.is_file():
+        raise UserError(f"the demo examples are missing ({listing}); reinstall soraplan")
+    examples = json.loads(listing.read_text())
+    for example in examples:
+        example["conditions"] = [str(DEMO_EXAMPLES / name) for name in example["conditions"]]
+    return examples
+
+
+def user_example(args) -> dict:
+    """Your inputs: images (i2v / transition / keyframes), a video (continuation) or only a prompt (t2v)."""
+    if args.image and args.video:
+        raise UserError("give --image(s) or --video, not both")
+    if not args.prompt:
+        raise UserError("--image/--video need --prompt, e.g. --prompt 'a red circle moves to the right on a black background'")
+    if args.indices and not args.image:
+        raise UserError("--indices gives the frame of each --image")
+    conditions = [args.video] if args.video else list(args.image or [])
+    for path in conditions:
+        if not Path(path).is_file():
+            raise UserError(f"{path} does not exist")
+    indices = None
+    if args.indices:
+        try:
+            indices = [int(i) for i in args.indices.split(",")]
+        except ValueError:
+            raise UserError(f"--indices takes comma-separated integers, got {args.indices!r}") from None
+    elif args.image and len(args.image) > 2:
+        indices = np.linspace(0, args.num_frames - 1, len(args.image)).round().astype(int).tolist()
+    task = "continuation" if args.video else {0: "t2v", 1: "i2v", 2: "transition"}.get(len(conditions), "keyframes")
+    return {"name": "yours", "task": task, "conditions": conditions, "prompt": args.prompt, "indices": indices}
+
+
+def contact_sheet(rows: list[tuple[np.ndarray, list[int]]], step: int = 2) -> np.ndarray:
+    """(H', W', 3) uint8: one row per video (T, H, W, 3), every ``step``-th frame; given frames get a bar."""
+    pad, bar = 2, 3
+    tiles = []
+    for video, given in rows:
+        picks = list(range(0, len(video), step))
+        if picks[-1] != len(video) - 1:
+            picks.append(len(video) - 1)
+        height, width = video.shape[1:3]
+        row = np.full((height + bar + pad, len(picks) * (width + pad) + pad, 3), 24, np.uint8)
+        for k, t in enumerate(picks):
+            x = pad + k * (width + pad)
+            row[:height, x:x + width] = video[t]
+            if t in given:
+                row[height + 1:height + bar, x:x + width] = 255
+        tiles.append(row)
+    width = max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=24) for t in tiles]
+    sheet = np.concatenate([np.full((pad, width, 3), 24, np.uint8)] + tiles)
+    return sheet.repeat(CONTACT_SCALE, axis=0).repeat(CONTACT_SCALE, axis=1)
 
 
 def run(args) -> int:
-    if (args.num_frames - 1) % VAE_STRIDE_T:
-        raise UserError(f"--num_frames {args.num_frames} is not 4k+1; use e.g. {(args.num_frames - 1) // 4 * 4 + 1}")
+    import diffusers
+    import transformers
+    from PIL import Image
+
+    from ..data.video_io import write_video
+    from ..demo.assets import demo_pipeline_path
+    from ..pipelines import load_pipeline
+
+    if (args.num_frames - 1) % 4 or args.num_frames < 1:
+        raise UserError(f"--num_frames {args.num_frames} is not 4k+1; use e.g. {max(1, (args.num_frames - 1) // 4 * 4 + 1)}")
     if args.height % 16 or args.width % 16 or args.height <= 0 or args.width <= 0:
         raise UserError(f"--height/--width must be positive multiples of 16, got {args.height}x{args.width}")
-    if args.steps < 1:
-        raise UserError("--steps must be at least 1")
-    torch.manual_seed(args.seed)
-    print("soraplan demo: no trained model ships yet, so no video is generated.")
-    print("It runs the real I2V transformer (released architecture, tiny width, RANDOM weights) end to end.\n")
-
-    folder = Path(args.output_dir) / "transformer"
-    model = build_inpaint("tiny")
-    with atomic_directory(folder) as staging:
-        model.save_pretrained(staging)
-    check = check_checkpoint_folder(folder)
-    print(f"checkpoint  {folder}: {check.num_parameters:,} parameters, {len(check.stored)} tensors, "
-          f"{'keys and shapes match' if check.ok else 'MISMATCH'}")
-    print(f"layers      {describe_layers(check.layer_kinds, model.config.sparse_n)}")
-
-    model = OpenSoraInpaint.from_pretrained(folder).eval()
-    inputs = i2v_inputs(args.num_frames, args.height, args.width, 16, model.config.caption_channels,
-                        torch.Generator().manual_seed(args.seed))
-    frames, h, w = inputs["hidden_states"].shape[2:]
-    tokens = frames * (h // 2) * (w // 2)
-    print(f"input       {args.num_frames}x{args.height}x{args.width} video -> latent (2, 20, {frames}, {h}, {w}) "
-          f"with CFG -> {tokens} tokens per sample, first frame given")
-    times = []
-    with torch.inference_mode():
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            out = model(**inputs).sample
-            times.append(time.perf_counter() - start)
-    print(f"forward     output {tuple(out.shape)}, finite: {bool(out.isfinite().all())}, "
-          f"{min(times) * 1000:.1f} ms best of {args.steps} on {torch.get_num_threads()} CPU threads")
-
-    with torch.device("meta"):
-        release = opensora_inpaint_2b_122()
-    print(f"release     the 2B/122 I2V architecture has {sum(p.numel() for p in release.parameters()):,} parameters; "
-          "`soraplan inspect FOLDER` checks a downloaded checkpoint against it")
+    if args.num_sampling_steps < 1:
+        raise UserError("--num_sampling_steps must be at least 1")
+    examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    started = time.time()
+    try:
+        folder = args.pipeline or demo_pipeline_path()
+        pipe = load_pipeline(str(folder))
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise UserError(str(error)) from None
+    print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
+          f"transformer, loaded in {time.time() - started:.1f} s)")
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for example in examples:
+        start = time.time()
+        try:
+            result = pipe(example["prompt"], conditions=example["conditions"], condition_indices=example.get("indices"),
+                          num_frames=args.num_frames, height=args.height, width=args.width,
+                          num_inference_steps=args.num_sampling_steps, guidance_scale=args.guidance_scale,
+                          generator=torch.Generator().manual_seed(args.seed))
+        except (ValueError, OSError) as error:
+            raise UserError(f"{example['name']}: {error}") from None
+        video = result.videos[0]
+        path = out_dir / f"{example['name']}_{example['task']}.mp4"
+        write_video(path, video, fps=args.fps)
+        rows.append((video, result.given_frames))
+        print(f"{example['task']:12s} {path}  ({time.time() - start:.1f} s) \"{example['prompt']}\"")
+    sheet_path = out_dir / "contact_sheet.png"
+    partial = out_dir / ".contact_sheet.partial.png"
+    Image.fromarray(contact_sheet(rows)).save(partial)
+    os.replace(partial, sheet_path)
+    print(f"contact     {sheet_path} (rows: {', '.join(e['task'] for e in examples)}; white bar = given frame)")
+    print(f"done in {time.time() - started:.1f} s on {torch.get_num_threads()} CPU threads")
     return 0

@@ -58,7 +58,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rescale_betas_zero_snr", action="store_true", default=True)
     p.add_argument("--no_rescale_betas_zero_snr", dest="rescale_betas_zero_snr", action="store_false")
     p.add_argument("--v1_5_scheduler", action="store_true")
-    p.add_argument("--max_sequence_length", type=int, default=512)
+    p.add_argument("--max_sequence_length", type=int, default=None,
+                   help="text tokens (default: 512, or the tokenizer's model_max_length when smaller)")
     p.add_argument("--prompt_template", default=DEFAULT_TEMPLATE, help="'{}' is replaced by the prompt")
     p.add_argument("--negative_prompt", default=DEFAULT_NEGATIVE)
     p.add_argument("--noise_strength", type=float, default=0.0, help="noise on the given frames, in [0, 1]")

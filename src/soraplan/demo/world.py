@@ -51,7 +51,8 @@ class Scene:
         motion = "stays still" if self.direction == "still" else (
             f"moves to the {self.direction}" if self.direction in ("left", "right") else f"moves {self.direction}")
         background = f"{'a gradient ' + self.background if self.gradient else 'a ' + self.background} background"
-        return f"a {self.colour} {self.shape} {motion} on {background}"
+        article = "an" if self.colour[0] in "aeiou" else "a"
+        return f"{article} {self.colour} {self.shape} {motion} on {background}"
 
 
 def random_scene(rng: random.Random, frames: int, size: int) -> Scene:

@@ -30,10 +30,12 @@ from .conditioning import Conditioning, build_conditioning
 
 @dataclass
 class OpenSoraPipelineOutput(BaseOutput):
-    """``videos``: (B, T, H, W, 3) uint8 array (or the latents with ``output_type="latent"``)."""
+    """``videos``: (B, T, H, W, 3) uint8 array (or the latents with ``output_type="latent"``);
+    ``given_frames``: indices of the frames taken from the conditioning (the rest were generated)."""
 
     videos: np.ndarray | torch.Tensor
     mask_type: MaskType | None = None
+    given_frames: list[int] | None = None
 
 
 def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
@@ -129,7 +131,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         num_samples_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         noise_strength: float = 0.0,
-        max_sequence_length: int = 512,
+        max_sequence_length: int | None = None,
         output_type: str = "np",
         return_dict: bool = True,
     ):
@@ -157,6 +159,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             negatives = [negative_prompt or ""] * len(prompts) if not isinstance(negative_prompt, list) else negative_prompt
             if len(negatives) != len(prompts):
                 raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        if max_sequence_length is None:  # the release's 512, or less when the tokenizer says so (the demo model)
+            max_sequence_length = min(512, getattr(self.tokenizer, "model_max_length", None) or 512)
         text, text_mask = self.encode_prompt(prompts, negatives, max_sequence_length, device)
         text = text.repeat_interleave(num_samples_per_prompt, dim=0)  # sample k of prompt i at i·n + k
         text_mask = text_mask.repeat_interleave(num_samples_per_prompt, dim=0)
@@ -224,7 +228,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             videos = videos.numpy() if output_type == "np" else videos
         if not return_dict:
             return (videos,)
-        return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type)
+        given = (conditioning.mask < 0.5).nonzero().flatten().tolist()
+        return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type, given_frames=given)
 
 
 def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:

@@ -1,0 +1,40 @@
+"""The evaluation's measurements on ground truth: the world itself must score perfectly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from soraplan.demo.evaluate import direction_of, jitter, psnr, track
+from soraplan.demo.world import COLOURS, random_scene, render
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tracking_recovers_the_true_direction_without_jitter(seed):
+    scene = random_scene(random.Random(100 + seed), frames=17, size=64)
+    path = track(render(scene, 17, 64), COLOURS[scene.colour])
+    assert direction_of(path) == scene.direction
+    assert jitter(path) < 1.0  # constant speed: a straight, even path (up to pixel quantisation at edges)
+
+
+def test_direction_and_jitter_see_a_broken_video():
+    scene = random_scene(random.Random(7), frames=17, size=64)
+    while scene.direction == "still":
+        scene = random_scene(random.Random(scene.start[0]), frames=17, size=64)
+    video = render(scene, 17, 64)
+    reversed_path = track(video[::-1], COLOURS[scene.colour])
+    assert direction_of(reversed_path) != scene.direction
+    shuffled = video[np.random.default_rng(0).permutation(17)]
+    assert jitter(track(shuffled, COLOURS[scene.colour])) > 2 * jitter(track(video, COLOURS[scene.colour])) + 1
+    blank = np.zeros_like(video)
+    assert direction_of(track(blank, COLOURS[scene.colour])) is None
+
+
+def test_psnr():
+    a = np.full((8, 8, 3), 100, np.uint8)
+    assert psnr(a, a) == 99.0
+    b = a.copy()
+    b[0, 0, 0] += 16  # mse = 256 / 192
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (256 / 192)))
