@@ -18,8 +18,8 @@ HELD_OUT_SEED = 2  # the demo model trains on seed 1
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="measure a pipeline on held-out clips of the synthetic world")
     p.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded demo model)")
-    p.add_argument("--data", default=None, help="data.txt of a world from `soraplan data synth` "
-                   f"(default: {HELD_OUT_SEED} as seed, generated in a temporary folder)")
+    p.add_argument("--data", default=None, help="data.txt of a world from `soraplan data synth` (default: "
+                   f"--clips clips of the world with seed {HELD_OUT_SEED}, never trained on, in a temporary folder)")
     p.add_argument("--clips", type=int, default=32, help="held-out clips (each is used for every task)")
     p.add_argument("--tasks", default="i2v,transition,continuation", help="comma-separated subset")
     p.add_argument("--num_sampling_steps", type=int, default=100)
