@@ -84,3 +84,12 @@ def test_eval_reports_the_metrics_as_a_table_and_json(tmp_path):
         assert metric in result.stdout
     data = json.loads(report.read_text())
     assert data["summary"]["clips"] == 2 and len(data["rows"]) == 6
+
+
+def test_eval_check_fails_a_model_that_misses_the_targets(tmp_path):
+    from ..conftest import build_tiny_pipeline
+
+    build_tiny_pipeline().save_pretrained(tmp_path / "untrained")  # random weights
+    checked = soraplan("eval", "--pipeline", tmp_path / "untrained", "--clips", "1", "--num_sampling_steps", "2",
+                       "--tasks", "i2v", "--check")
+    assert checked.returncode == 1 and "missed targets: i2v_first_frame_psnr" in checked.stdout

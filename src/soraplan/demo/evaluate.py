@@ -16,7 +16,6 @@ world's constant-speed motion; high when the shape jumps or flickers).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,16 +97,15 @@ class EvalResult:
 
 def load_world(data_txt: str | Path) -> list[tuple[Path, dict]]:
     """(video path, annotation item) of every clip of a synthetic world's data.txt."""
+    from ..data.annotations import load_annotations, read_data_file
+
     items = []
-    for line in Path(data_txt).read_text().splitlines():
-        if not line.strip():
-            continue
-        root, annotation = (part.strip() for part in line.split(",", 1))
-        for item in json.loads(Path(annotation).read_text()):
+    for root, annotation in read_data_file(data_txt):
+        for item in load_annotations(annotation):
             if "scene" not in item:
                 raise ValueError(f"{annotation} is not a synthetic world (items lack 'scene'); "
                                  "make one with soraplan data synth")
-            items.append((Path(root) / item["path"], item))
+            items.append((root / item["path"], item))
     return items
 
 

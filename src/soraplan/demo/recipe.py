@@ -32,12 +32,13 @@ def measure_latent_stats(vae, videos: list[torch.Tensor]) -> tuple[list[float], 
 
 
 def write_latent_stats(vae_dir: str | Path, video_dir: str | Path, clips: int = 256) -> tuple[list, list]:
-    from ..data.video_io import VIDEO_EXTENSIONS, read_video
+    from ..data.clips import list_videos
+    from ..data.video_io import read_video
     from ..models.vae import WFVAE
 
     vae_dir = Path(vae_dir)
     vae = WFVAE.from_pretrained(vae_dir).eval()
-    paths = sorted(p for p in Path(video_dir).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)[:clips]
+    paths = list_videos(video_dir)[:clips]
     if not paths:
         raise FileNotFoundError(f"no videos under {video_dir}")
     videos = [torch.from_numpy(read_video(p)[0]).permute(3, 0, 1, 2).float() / 127.5 - 1 for p in paths]
