@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-ui bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the local CPU build (a loose pin would pull a multi-GB CUDA build)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev,deepspeed]"
+	$(BIN)/pip install -e ".[dev,deepspeed,ui]"
 	touch $@
 
 install: $(INSTALLED)
@@ -19,9 +19,18 @@ demo: $(INSTALLED)
 	$(BIN)/soraplan demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not browser"
 
+# the browser test of `soraplan serve`: headless Chromium (Debian's package, installed when missing)
+test-ui: $(INSTALLED)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/python -m pytest -q -m browser tests/ui
+
+# REFERENCE=path/to/Open-Sora-Plan (a v1.3.1 checkout) adds the reference to the transformer bench
+REFERENCE ?=
 bench: $(INSTALLED)
+	$(BIN)/python bench/transformer.py $(if $(REFERENCE),--reference $(REFERENCE)) --backward
+	$(BIN)/python bench/sample.py
 	$(BIN)/python bench/vae.py
 
 clean:

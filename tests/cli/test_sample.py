@@ -104,6 +104,38 @@ def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exa
         assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8
 
 
+def test_cfg_parallel_matches_one_process(assets, tmp_path):
+    """Two processes, one CFG half each; also with the step cache, whose decisions the ranks share."""
+    args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
+            assets / "a.png", "--crf", "0", *FAST, "--num_frames", "13", "--num_sampling_steps", "6"]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"]
+    name = "EulerAncestralDiscrete_0_gs7.5_s6.mp4"
+    for extra in ([], ["--cache_threshold", "1.5"]):
+        folder = tmp_path / ("cache" if extra else "plain")
+        single = sample(*args, *extra, "--save_img_path", folder / "one", env=one_thread)
+        assert single.returncode == 0, single.stderr[-3000:]
+        parallel = sample(*args, *extra, "--cfg_parallel", "--save_img_path", folder / "cfg", env=one_thread,
+                          launcher=two)
+        assert parallel.returncode == 0, parallel.stderr[-3000:]
+        assert "[rank 1]" not in parallel.stdout  # rank 0 of the pair writes
+        if extra:  # the same evaluations were skipped
+            counts = [line.split("(i2v, ")[1].split(" transformer")[0] for line in (single.stdout, parallel.stdout)]
+            assert counts[0] == counts[1] and counts[0] != "6/6", counts
+        a = read_video(folder / "one" / name)[0].astype(int)
+        b = read_video(folder / "cfg" / name)[0].astype(int)
+        # batch 1 vs batch 2 changes float summation order only (as the padded --sp case above)
+        assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8, (np.abs(a - b).mean(), np.abs(a - b).max())
+
+
+def test_cfg_parallel_needs_pairs(assets, tmp_path):
+    result = sample("--model_path", assets / "pipe", "--text_prompt", "p", "--cfg_parallel", "--sp",
+                    "--save_img_path", tmp_path, *FAST, env={"OMP_NUM_THREADS": "1"},
+                    launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert result.returncode != 0
+    assert "--sp with --cfg_parallel needs at least 4 processes" in result.stderr  # (torchrun adds its own report)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

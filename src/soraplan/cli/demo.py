@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num_sampling_steps", type=int, default=100)
     p.add_argument("--guidance_scale", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample_method", default="EulerAncestralDiscrete", help="scheduler, as `soraplan sample`")
+    p.add_argument("--cache_threshold", type=float, default=0.0, help="step caching (see `soraplan sample`); 0 = off")
     p.add_argument("--fps", type=int, default=8)
     p.set_defaults(run=run)
 
@@ -109,6 +111,7 @@ def run(args) -> int:
     from ..data.video_io import write_video
     from ..demo.assets import demo_pipeline_path
     from ..pipelines import load_pipeline
+    from ..schedulers import build_scheduler
 
     if (args.num_frames - 1) % 4 or args.num_frames < 1:
         raise UserError(f"--num_frames {args.num_frames} is not 4k+1; use e.g. {max(1, (args.num_frames - 1) // 4 * 4 + 1)}")
@@ -122,9 +125,12 @@ def run(args) -> int:
     started = time.time()
     try:
         folder = args.pipeline or demo_pipeline_path()
-        pipe = load_pipeline(str(folder))
+        pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
+    if args.cache_threshold < 0:
+        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+    pipe.enable_step_cache(args.cache_threshold)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
           f"transformer, loaded in {time.time() - started:.1f} s)")
     out_dir = Path(args.output_dir)
@@ -143,7 +149,9 @@ def run(args) -> int:
         path = out_dir / f"{example['name']}_{example['task']}.mp4"
         write_video(path, video, fps=args.fps)
         rows.append((video, result.given_frames))
-        print(f"{example['task']:12s} {path}  ({time.time() - start:.1f} s) \"{example['prompt']}\"")
+        cache = pipe.step_cache_stats
+        evaluations = f", {cache.computed}/{cache.calls} evaluations" if cache is not None else ""
+        print(f"{example['task']:12s} {path}  ({time.time() - start:.1f} s{evaluations}) \"{example['prompt']}\"")
     sheet_path = out_dir / "contact_sheet.png"
     partial = out_dir / ".contact_sheet.partial.png"
     Image.fromarray(contact_sheet(rows)).save(partial)

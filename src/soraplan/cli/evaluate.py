@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--guidance_scale", type=float, default=7.5)
     p.add_argument("--sample_method", default="EulerAncestralDiscrete")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache_threshold", type=float, default=0.0, help="step caching (see `soraplan sample`); 0 = off")
     p.add_argument("--output", default=None, help="write every clip's numbers and the summary to this JSON file")
     p.add_argument("--check", action="store_true", help="exit 1 when a target of the shipped model is missed")
     p.set_defaults(run=run)
@@ -69,6 +70,9 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)
+    if args.cache_threshold < 0:
+        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+    pipe.enable_step_cache(args.cache_threshold)
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data
@@ -83,8 +87,9 @@ def run(args) -> int:
     print()
     summary = result.summary()
     print(format_summary(summary))
-    print(f"{summary['clips']} clips, {args.num_sampling_steps} steps, guidance {args.guidance_scale}, "
-          f"{time.time() - started:.0f} s")
+    cache = f", step cache {args.cache_threshold}" if args.cache_threshold else ""
+    print(f"{summary['clips']} clips, {args.sample_method} {args.num_sampling_steps} steps, guidance "
+          f"{args.guidance_scale}{cache}, {time.time() - started:.0f} s")
     if args.output:
         partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")
         partial.write_text(json.dumps({"summary": summary, "rows": result.rows}, indent=1))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import data, demo, evaluate, inspect, sample, train, train_vae
+from . import data, demo, evaluate, inspect, sample, serve, train, train_vae
 from .errors import UserError
 
-COMMANDS = (sample, train, demo, evaluate, inspect, train_vae, data)
+COMMANDS = (sample, train, demo, evaluate, serve, inspect, train_vae, data)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

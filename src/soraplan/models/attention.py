@@ -97,6 +97,14 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner_dim, query_dim, bias=True), nn.Dropout(dropout)])
         self.sequence_parallel = None  # a soraplan.parallel.UlyssesGroup for self-attention, when attached
 
+    def project(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None):
+        """q (B, S, heads, d) and k, v (B, L, heads, d); soraplan.acceleration.fuse_qkv swaps this."""
+        source = hidden_states if context is None else context
+        q = self.to_q(hidden_states).unflatten(-1, (self.heads, -1))
+        k = self.to_k(source).unflatten(-1, (self.heads, -1))
+        v = self.to_v(source).unflatten(-1, (self.heads, -1))
+        return q, k, v
+
     def forward(
         self,
         hidden_states: torch.Tensor,  # (B, S, D)
@@ -106,10 +114,7 @@ class Attention(nn.Module):
         sparse_ratio: int = 1,
         sparse_group: bool = False,
     ) -> torch.Tensor:
-        source = hidden_states if context is None else context
-        q = self.to_q(hidden_states).unflatten(-1, (self.heads, -1))  # (B, S, heads, d)
-        k = self.to_k(source).unflatten(-1, (self.heads, -1))  # (B, L, heads, d)
-        v = self.to_v(source).unflatten(-1, (self.heads, -1))
+        q, k, v = self.project(hidden_states, context)
         parallel = self.sequence_parallel if context is None else None
         if parallel is not None:  # local tokens, all heads -> all tokens, local heads
             q, k, v = (parallel.to_full_sequence(t) for t in (q, k, v))

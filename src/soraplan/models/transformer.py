@@ -20,6 +20,7 @@ Parameter names and shapes equal the reference's, so ``from_pretrained`` loads r
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,20 @@ from .attention import Attention, key_padding_bias, self_attention_bias
 from .rope import RoPE3D
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BlockInputs:
+    """What every block takes, built once per forward by ``OpenSoraT2V.prepare_inputs``."""
+
+    tokens: torch.Tensor  # (B, S, D) embedded latents
+    text: torch.Tensor  # (B, L, D) projected captions
+    modulation: torch.Tensor  # (B, 6, D) adaLN-single output
+    embedded_timestep: torch.Tensor  # (B, D) for the final modulation
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin (S, head_dim)
+    self_biases: dict  # (sparse ratio, group skip?) -> additive key bias or None
+    text_bias: torch.Tensor | None  # (B, 1, 1, L)
+    grid: tuple[int, int, int]  # local (T, H/p, W/p)
 
 
 def layer_attention_kinds(num_layers: int, sparse1d: bool, sparse_n: int) -> list[tuple[int, bool]]:
@@ -87,6 +102,11 @@ class OpenSoraBlock(nn.Module):
         self.ff = FeedForward(dim, dropout=dropout, activation_fn=activation_fn, final_dropout=False, bias=True)
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
+    def modulated_input(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        """What self-attention sees: LN(x)·(1 + scale) + shift, (B, S, D). Step caches watch it."""
+        shift, scale = (self.scale_shift_table[None, :2] + modulation[:, :2]).chunk(2, dim=1)  # (B, 1, D)
+        return self.norm1(x) * (1 + scale) + shift
+
     def forward(
         self,
         x: torch.Tensor,  # (B, S, D)
@@ -117,6 +137,7 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["OpenSoraBlock"]
+    _repeated_blocks = ["OpenSoraBlock"]  # regional torch.compile: ModelMixin.compile_repeated_blocks
 
     @register_to_config
     def __init__(
@@ -208,6 +229,22 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         and ``encoder_attention_mask`` (B, 1, L) or (B, L) text mask, 1 = keep; None = all valid.
         Extra keyword arguments of the reference call (e.g. ``pooled_projections``) are ignored.
         """
+        state = self.prepare_inputs(hidden_states, timestep, encoder_hidden_states, attention_mask,
+                                    encoder_attention_mask)
+        return self.finish(self.run_blocks(state), state, return_dict)
+
+    # The forward pass in three stages, so that accelerations (soraplan.acceleration) can wrap the
+    # expensive middle one without branches in the model: prepare_inputs -> run_blocks -> finish.
+
+    def prepare_inputs(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor | float,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> BlockInputs:
+        """Embeddings, modulation, masks and RoPE tables: everything the blocks take."""
         batch, channels, frames, height, width = hidden_states.shape
         patch = self.config.patch_size
         if channels != self.expected_in_channels:
@@ -231,31 +268,37 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         )  # (B, 6D), (B, D)
         modulation = modulation.view(batch, 6, self.hidden_size)
         text = self.caption_projection(_text_states(encoder_hidden_states, batch))  # (B, L, D)
-        text_bias = key_padding_bias(_text_keep(encoder_attention_mask, batch), dtype)  # (B, 1, 1, L)
+        text_bias = key_padding_bias(_nothing_masked_is_none(_text_keep(encoder_attention_mask, batch)), dtype)
 
         token_keep = _token_keep(attention_mask, grid, patch, batch)  # (B, S_local) bool or None
         if parallel is not None and token_keep is not None:
             token_keep = parallel.gather(token_keep.to(torch.uint8), dim=1).bool()  # (B, S)
+        token_keep = _nothing_masked_is_none(token_keep)
         self_biases = {
-            (b.sparse_ratio, b.sparse_group): None for b in self.transformer_blocks
+            kind: self_attention_bias(token_keep, batch, seq_len, *kind, dtype, device)
+            for kind in {(b.sparse_ratio, b.sparse_group) for b in self.transformer_blocks}
         }
-        for ratio, grouped in self_biases:
-            self_biases[(ratio, grouped)] = self_attention_bias(
-                token_keep, batch, seq_len, ratio, grouped, dtype, device
-            )
         rope = self.rope.cos_sin(full_grid, device, dtype)
+        return BlockInputs(tokens, text, modulation, embedded_timestep, rope, self_biases, text_bias, grid)
 
+    def run_blocks(self, state: BlockInputs) -> torch.Tensor:
+        """The transformer blocks: (B, S, D) tokens in, (B, S, D) tokens out."""
+        tokens = state.tokens
         for block in self.transformer_blocks:
-            args = (tokens, text, modulation, rope, self_biases[(block.sparse_ratio, block.sparse_group)], text_bias)
+            args = (tokens, state.text, state.modulation, state.rope,
+                    state.self_biases[(block.sparse_ratio, block.sparse_group)], state.text_bias)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 tokens = self._gradient_checkpointing_func(block, *args)
             else:
                 tokens = block(*args)
+        return tokens
 
-        shift, scale = (self.scale_shift_table[None] + embedded_timestep[:, None]).chunk(2, dim=1)  # (B, 1, D)
+    def finish(self, tokens: torch.Tensor, state: BlockInputs, return_dict: bool = True):
+        """Final modulated norm, projection and unpatchify: (B, S, D) -> (B, C_out, T, H, W)."""
+        shift, scale = (self.scale_shift_table[None] + state.embedded_timestep[:, None]).chunk(2, dim=1)  # (B, 1, D)
         tokens = self.norm_out(tokens) * (1 + scale) + shift
         tokens = self.proj_out(tokens)  # (B, S, p·p·C_out)
-        output = self._unpatchify(tokens, grid)
+        output = self._unpatchify(tokens, state.grid)
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
@@ -424,6 +467,14 @@ def _text_keep(encoder_attention_mask: torch.Tensor | None, batch: int) -> torch
             f"encoder_attention_mask must be (B, L) or (B, 1, L) with B={batch}, got {tuple(encoder_attention_mask.shape)}"
         )
     return encoder_attention_mask
+
+
+def _nothing_masked_is_none(keep: torch.Tensor | None) -> torch.Tensor | None:
+    """An all-ones keep-mask (what the reference's pipeline passes) as None: adding a zero bias changes
+    nothing, and without a bias SDPA may pick its fastest kernels."""
+    if keep is not None and bool(keep.all()):
+        return None
+    return keep
 
 
 def _token_keep(attention_mask: torch.Tensor | None, grid, patch: int, batch: int) -> torch.Tensor | None:

@@ -78,6 +78,34 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         enable_sequence_parallel(self.transformer, group)
         self._sequence_parallel = group
 
+    def enable_cfg_parallel(self, group) -> None:
+        """Classifier-free guidance over the two processes of ``group`` (a torch.distributed process
+        group; None switches it off): rank 0 of it evaluates the unconditional half, rank 1 the
+        conditional one, and they exchange predictions every step. Combines with sequence parallelism
+        (each half then split over its own sequence-parallel group). Both ranks get the whole result."""
+        if group is not None and torch.distributed.get_world_size(group) != 2:
+            raise ValueError(f"CFG parallel needs a group of 2 processes, got {torch.distributed.get_world_size(group)}")
+        self._cfg_parallel = group
+
+    def enable_step_cache(self, threshold: float | None) -> None:
+        """Skip transformer evaluations whose input changed less than ``threshold`` (relative L1,
+        accumulated) since the last full one, reusing its residual (soraplan.acceleration.step_cache).
+        None or 0 switches it off. ``step_cache_stats`` tells how many evaluations the last call ran."""
+        from ..acceleration import disable_step_cache, enable_step_cache
+
+        if threshold:
+            enable_step_cache(self.transformer, threshold)
+        else:
+            disable_step_cache(self.transformer)
+
+    @property
+    def step_cache_stats(self):
+        """Computed / skipped transformer calls of the last run with the step cache on (else None)."""
+        from ..acceleration import get_step_cache
+
+        hook = get_step_cache(self.transformer)
+        return None if hook is None else hook.stats
+
     def encode_prompt(self, prompts: list[str], negative: list[str] | None, max_sequence_length: int, device):
         """(states, mask) for [negative; positive] when ``negative`` is given, else positive only."""
         texts = (negative or []) + prompts
@@ -165,6 +193,12 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         text = text.repeat_interleave(num_samples_per_prompt, dim=0)  # sample k of prompt i at i·n + k
         text_mask = text_mask.repeat_interleave(num_samples_per_prompt, dim=0)
 
+        # CFG parallel: this process evaluates one half ([negative; positive] order) of every step
+        cfg_group = getattr(self, "_cfg_parallel", None) if use_cfg else None
+        halves = 2 if use_cfg and cfg_group is None else 1
+        if cfg_group is not None:
+            text, text_mask = (x.chunk(2)[torch.distributed.get_rank(cfg_group)] for x in (text, text_mask))
+
         dtype = self.transformer.dtype
         temporal, spatial = self.vae_stride
         latent_size = ((num_frames - 1) // temporal + 1, real_h // spatial, real_w // spatial)
@@ -172,7 +206,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         if self.takes_conditioning:
             cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
             cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype)
-            cond = cond.expand(batch * (2 if use_cfg else 1), -1, -1, -1, -1)
+            cond = cond.expand(batch * halves, -1, -1, -1, -1)
 
         try:
             self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -191,14 +225,21 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         part = parallel.local_slice(padded) if parallel is not None else slice(None)
         video_mask = None
         if padded > frames:
-            video_mask = torch.ones(batch * (2 if use_cfg else 1), padded, *latent_size[1:], device=device, dtype=dtype)
+            video_mask = torch.ones(batch * halves, padded, *latent_size[1:], device=device, dtype=dtype)
             video_mask[:, frames:] = 0
             video_mask = video_mask[:, part]
         if cond is not None:
             cond = _pad_frames(cond, padded)[:, :, part]
 
+        from ..acceleration import get_step_cache
+
+        step_cache = get_step_cache(self.transformer)
+        if step_cache is not None:
+            split_over = [g.group for g in (parallel,) if g is not None] + ([cfg_group] if cfg_group is not None else [])
+            step_cache.begin(len(self.scheduler.timesteps), split_over)
+
         for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = torch.cat([latents] * 2) if use_cfg else latents
+            model_in = torch.cat([latents] * halves)
             if hasattr(self.scheduler, "scale_model_input"):
                 model_in = self.scheduler.scale_model_input(model_in, t)
             model_in = _pad_frames(model_in.to(dtype), padded)[:, :, part]
@@ -209,6 +250,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
                                     encoder_attention_mask=text_mask[:, None]).sample
             if parallel is not None:
                 pred = parallel.gather(pred, dim=2)[:, :, :frames]
+            if cfg_group is not None:
+                pred = _gather(pred, cfg_group)  # [uncond; cond]
             pred = pred.float()
             if use_cfg:
                 uncond, cond_pred = pred.chunk(2)
@@ -230,6 +273,13 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             return (videos,)
         given = (conditioning.mask < 0.5).nonzero().flatten().tolist()
         return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type, given_frames=given)
+
+
+def _gather(x: torch.Tensor, group) -> torch.Tensor:
+    """Concatenate every rank's ``x`` along dim 0 in the group's rank order."""
+    parts = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size(group))]
+    torch.distributed.all_gather(parts, x.contiguous(), group=group)
+    return torch.cat(parts)
 
 
 def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:

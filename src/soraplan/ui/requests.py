@@ -1,0 +1,186 @@
+"""What the web UI asks for, checked and turned into one pipeline call; no gradio in here.
+
+A request names its conditioning the way a person thinks of it (a first frame, a last frame, keyframes
+with their positions, a video to continue) and every bad value is rejected with a sentence that says
+what to change, before any work starts.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+RESOLUTION_MODES = {
+    "fixed: crop and resize to height x width": True,
+    "keep aspect ratio: largest size within max area": False,
+}
+MASK_TYPES = ["auto", "i2v", "transition", "continuation", "t2iv", "clear", "random_temporal"]
+
+
+class RequestError(ValueError):
+    """A user mistake, shown to the user as it is."""
+
+
+@dataclass
+class Request:
+    prompt: str
+    negative_prompt: str = ""
+    first_frame: str | None = None
+    last_frame: str | None = None
+    keyframes: list[str] = field(default_factory=list)
+    keyframe_positions: str = ""
+    video: str | None = None
+    mask_type: str = "auto"
+    num_frames: int = 17
+    resolution_mode: str = next(iter(RESOLUTION_MODES))
+    height: int = 64
+    width: int = 64
+    max_area: int = 64 * 64
+    steps: int = 100
+    guidance_scale: float = 7.5
+    scheduler: str = "EulerAncestralDiscrete"
+    seed: int = 0
+    random_seed: bool = False
+    step_cache: bool = False
+    cache_threshold: float = 0.4
+
+
+def _check_image(path: str, what: str) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.video_io import IMAGE_EXTENSIONS
+
+    if not Path(path).is_file():
+        raise RequestError(f"{what}: the upload is missing; upload it again")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise RequestError(f"{what} ({Path(path).name}) is not an image; upload a PNG, JPEG or WebP picture") from None
+    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
+        raise RequestError(f"{what} ({Path(path).name}): name it with an image extension ({', '.join(IMAGE_EXTENSIONS)})")
+    return path
+
+
+def _check_video(path: str) -> str:
+    from ..data.video_io import VIDEO_EXTENSIONS, VideoReadError, read_video
+
+    if not Path(path).is_file():
+        raise RequestError("video to continue: the upload is missing; upload it again")
+    if Path(path).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise RequestError(f"{Path(path).name} is not a video file ({', '.join(VIDEO_EXTENSIONS)}); upload a clip")
+    try:
+        read_video(path, max_frames=1)
+    except VideoReadError:
+        raise RequestError(f"{Path(path).name} cannot be decoded as video; upload an mp4, webm or mov clip") from None
+    return path
+
+
+def pipeline_arguments(request: Request) -> dict:
+    """Keyword arguments of ``OpenSoraInpaintPipeline.__call__`` (without the generator), or RequestError."""
+    if not request.prompt or not request.prompt.strip():
+        raise RequestError("write a prompt: what should happen in the video")
+    if request.num_frames < 1 or (request.num_frames - 1) % 4:
+        raise RequestError(f"frames must be 4k+1 (1, 5, 9, 13, 17, ...), got {request.num_frames}")
+    if request.resolution_mode not in RESOLUTION_MODES:
+        raise RequestError(f"unknown resolution mode {request.resolution_mode!r}")
+    if request.mask_type not in MASK_TYPES:
+        raise RequestError(f"unknown mask type {request.mask_type!r}; choose one of {', '.join(MASK_TYPES)}")
+    if not 1 <= request.steps <= 1000:
+        raise RequestError(f"steps must lie in 1..1000, got {request.steps}")
+    keyframes = [k for k in (request.keyframes or []) if k]
+    given = [name for name, value in (("keyframes", keyframes), ("a video", request.video),
+                                      ("first/last frames", request.first_frame or request.last_frame)) if value]
+    if len(given) > 1:
+        raise RequestError(f"give one kind of conditioning, not {' and '.join(given)}: clear the others")
+
+    indices = None
+    if keyframes:
+        conditions = [_check_image(k, f"keyframe {i + 1}") for i, k in enumerate(keyframes)]
+        try:
+            indices = [int(v) for v in request.keyframe_positions.replace(" ", "").split(",") if v != ""]
+        except ValueError:
+            raise RequestError(f"keyframe positions must be comma-separated frame numbers, got "
+                               f"{request.keyframe_positions!r}") from None
+        if len(indices) != len(conditions):
+            raise RequestError(f"{len(conditions)} keyframes but {len(indices)} positions: give one frame number "
+                               "per keyframe, e.g. 0,8,16")
+    elif request.video:
+        conditions = [_check_video(request.video)]
+    elif request.first_frame:
+        conditions = [_check_image(request.first_frame, "first frame")]
+        if request.last_frame:
+            conditions.append(_check_image(request.last_frame, "last frame"))
+    elif request.last_frame:  # only an end frame: generate what leads to it
+        conditions, indices = [_check_image(request.last_frame, "last frame")], [-1]
+    else:
+        conditions = []  # text-to-video
+    return dict(
+        prompt=request.prompt.strip(),
+        negative_prompt=request.negative_prompt or None,
+        conditions=conditions or None,
+        condition_indices=indices,
+        mask_type=None if request.mask_type == "auto" else request.mask_type,
+        num_frames=int(request.num_frames),
+        height=int(request.height),
+        width=int(request.width),
+        crop_for_hw=RESOLUTION_MODES[request.resolution_mode],
+        max_hxw=int(request.max_area),
+        num_inference_steps=int(request.steps),
+        guidance_scale=float(request.guidance_scale),
+    )
+
+
+class VideoGenerator:
+    """One pipeline shared by every visitor; one generation at a time (the lock backs up the queue)."""
+
+    def __init__(self, pipe, output_dir: str | Path | None = None, fps: int = 8):
+        self.pipe = pipe
+        self.fps = fps
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="soraplan-ui-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._schedulers = {}
+
+    def _scheduler(self, name: str):
+        from ..schedulers import build_scheduler
+
+        if name not in self._schedulers:
+            try:
+                self._schedulers[name] = build_scheduler(name)
+            except ValueError as error:
+                raise RequestError(str(error)) from None
+        return self._schedulers[name]
+
+    def generate(self, request: Request) -> tuple[Path, str]:
+        """(mp4 path, one-line report); RequestError for anything the user can fix."""
+        from ..data.video_io import write_video
+
+        arguments = pipeline_arguments(request)
+        seed = random.randrange(2**31) if request.random_seed else int(request.seed)
+        if request.step_cache and not request.cache_threshold > 0:
+            raise RequestError("step caching needs a threshold above 0 (0.4 is about 2x fewer evaluations)")
+        with self._lock:
+            self.pipe.scheduler = self._scheduler(request.scheduler)
+            self.pipe.enable_step_cache(request.cache_threshold if request.step_cache else None)
+            started = time.time()
+            try:
+                result = self.pipe(**arguments, generator=torch.Generator().manual_seed(seed))
+            except (ValueError, FileNotFoundError, OSError) as error:
+                raise RequestError(str(error)) from None
+            cache = self.pipe.step_cache_stats
+        seconds = time.time() - started
+        video = result.videos[0]  # (T, H, W, 3) uint8
+        path = self.output_dir / f"soraplan_{int(time.time() * 1000)}_{seed}.mp4"
+        write_video(path, video, fps=self.fps)
+        report = (f"{result.mask_type.value}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
+                  f"seed {seed}, {request.scheduler} {request.steps} steps, {seconds:.1f} s")
+        if cache is not None:
+            report += f", {cache.computed}/{cache.calls} transformer evaluations (step cache)"
+        return path, report

@@ -1,0 +1,100 @@
+"""`soraplan serve` driven as its users drive it: through its API with gradio_client, and in a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from soraplan.data import read_video
+from soraplan.demo.assets import DEMO_EXAMPLES
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXED = "fixed: crop and resize to height x width"
+
+
+def call(url, *, prompt, first=None, last=None, num_frames=17, steps=60, **overrides):
+    from gradio_client import Client, handle_file
+
+    fields = dict(prompt=prompt, negative_prompt="", first_frame=handle_file(str(first)) if first else None,
+                  last_frame=handle_file(str(last)) if last else None, keyframes=[], keyframe_positions="",
+                  video=None, mask_type="auto", num_frames=num_frames, resolution_mode=FIXED, height=64, width=64,
+                  max_area=4096, steps=steps, guidance_scale=7.5, scheduler="EulerAncestralDiscrete", seed=0,
+                  random_seed=False, step_cache=False, cache_threshold=0.4)
+    fields.update(overrides)
+    return Client(url, verbose=False).predict(**fields, api_name="/generate")
+
+
+def video_path(output) -> str:
+    return output["video"] if isinstance(output, dict) else output
+
+
+def psnr(a, b) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
+
+
+def test_image_to_video_and_transition_through_the_api(server):
+    url, _ = server
+    first, last = DEMO_EXAMPLES / "transition_first.png", DEMO_EXAMPLES / "transition_last.png"
+    video, download, report = call(url, prompt="a red triangle moves to the left on a black background",
+                                   first=DEMO_EXAMPLES / "i2v_first.png")
+    frames, _ = read_video(video_path(video))
+    assert frames.shape == (17, 64, 64, 3) and Path(download).is_file()
+    assert "i2v: 17 frames of 64x64, seed 0" in report
+    assert psnr(frames[0], np.array(Image.open(DEMO_EXAMPLES / "i2v_first.png").convert("RGB"))) >= 22
+
+    video, _, report = call(url, prompt="an orange square moves up on a gradient gray background", first=first,
+                            last=last, step_cache=True)
+    frames, _ = read_video(video_path(video))
+    assert report.startswith("transition") and "transformer evaluations (step cache)" in report
+    assert psnr(frames[-1], np.array(Image.open(last).convert("RGB"))) >= 20
+
+
+def test_bad_requests_get_a_message_and_the_server_keeps_serving(server, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    url, _ = server
+    with pytest.raises(AppError, match="frames must be 4k\\+1"):
+        call(url, prompt="a red circle", num_frames=10)
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    with pytest.raises(AppError, match="not an image"):
+        call(url, prompt="a red circle", first=fake)
+    with pytest.raises(AppError, match="write a prompt"):
+        call(url, prompt="")
+    video, _, report = call(url, prompt="a green circle moves down on a black background", steps=4,
+                            random_seed=True)  # still serving; text-to-video with a drawn seed
+    assert report.startswith("t2iv") and read_video(video_path(video))[0].shape[0] == 17
+
+
+@pytest.mark.browser
+def test_the_page_in_headless_chromium(server, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: `make test-ui` installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (make test-ui installs it)")
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    screenshot = ROOT / "outputs" / "test-ui" / "serve.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url, wait_until="networkidle")
+            page.locator("input[type=file]").first.set_input_files(str(DEMO_EXAMPLES / "i2v_first.png"))
+            page.get_by_label("Prompt").fill("a red triangle moves to the left on a black background")
+            page.get_by_role("button", name="Generate").click()
+            page.locator("#result-video video").wait_for(state="visible", timeout=180_000)
+            page.locator("#report").get_by_text("i2v: 17 frames").wait_for(timeout=30_000)
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
