@@ -7,7 +7,8 @@ on CUDA: seconds per denoising step and achieved TFLOP/s, with the FLOP count co
 
 One step = one transformer call on the [unconditional; conditional] batch of 2, as the pipeline makes.
 FLOPs count multiply-adds of the matrix products as 2 (projections, feed-forward, attention scores and
-weighted sums, cross-attention over the text tokens, patch embeddings and the output projection).
+weighted sums, cross-attention over the prompt's real tokens, patch embeddings and the output
+projection): the work the output needs, so padding columns a model computes anyway count as waste.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=93)
     parser.add_argument("--height", type=int, default=352)
     parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--text_tokens", type=int, default=512)
+    parser.add_argument("--text_tokens", type=int, default=512, help="prompt length after padding (the release: 512)")
+    parser.add_argument("--prompt_tokens", type=int, default=120, help="real tokens of each prompt")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     parser.add_argument("--reference", help="Open-Sora-Plan v1.3.1 checkout: also time the reference")
@@ -68,11 +70,12 @@ def main() -> None:
     config = dict(TRANSFORMER_SIZES["2B/122"])
     device = torch.device(args.device)
     grid = ((args.frames - 1) // 4 + 1, args.height // 8, args.width // 8)
-    flops = transformer_flops(config, grid, args.text_tokens, batch=2)
+    flops = transformer_flops(config, grid, args.prompt_tokens, batch=2)  # the work the output needs
     tokens = grid[0] * grid[1] * grid[2] // 4
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"2B/122 inpaint, {args.frames}x{args.height}x{args.width} -> latent {grid}, {tokens} tokens, "
-          f"batch 2 (CFG), {args.text_tokens} text tokens, {flops / 1e12:.1f} TFLOP per step, {name}")
+          f"batch 2 (CFG), prompts of {args.prompt_tokens} tokens padded to {args.text_tokens}, "
+          f"{flops / 1e12:.1f} TFLOP per step (counted on the prompt tokens), {name}")
     impls = (["reference"] if args.reference else []) + ["ours"] + (["ours+compile"] if args.compile else [])
     print(f"{'dtype':>5} {'impl':>13} {'s/step':>8} {'TFLOP/s':>8} {'peak GB':>8} {'speed-up':>8}")
     for dtype_name in args.dtypes:
@@ -95,7 +98,7 @@ def main() -> None:
             text = torch.randn(2, 1, args.text_tokens, config["caption_channels"], device=device, dtype=dtype,
                                generator=generator)
             text_mask = torch.ones(2, 1, args.text_tokens, device=device, dtype=torch.long)
-            text_mask[:, :, 120:] = 0  # prompts are padded to the maximum length
+            text_mask[:, :, args.prompt_tokens:] = 0  # prompts are padded to the maximum length
             video_mask = torch.ones(2, *grid, device=device, dtype=dtype)
             call = dict(hidden_states=x, timestep=torch.tensor([500.0, 500.0], device=device),
                         encoder_hidden_states=text, attention_mask=video_mask, encoder_attention_mask=text_mask,

@@ -48,8 +48,11 @@ class _NoWriter:
         pass
 
 
-def load_reference(checkout: str | Path, device: str = "cpu"):
-    """(inpaint class, t2v class) of the reference at ``checkout`` (the repository's root)."""
+def load_reference(checkout: str | Path, device: str = "cpu", cpu_attention: str = "default"):
+    """(inpaint class, t2v class) of the reference at ``checkout`` (the repository's root).
+
+    ``cpu_attention``: "default" lets PyTorch pick the SDPA kernel on CPU (as ours gets); "math" uses the
+    exact math kernel, which is how the parity fixtures ran the reference on CPU."""
     root = Path(checkout).resolve()
     if not (root / "opensora" / "models" / "diffusion" / "opensora_v1_3" / "modeling_inpaint.py").is_file():
         raise SystemExit(f"{root} is not an Open-Sora-Plan v1.3 checkout (opensora/models/diffusion/opensora_v1_3 missing)")
@@ -62,7 +65,10 @@ def load_reference(checkout: str | Path, device: str = "cpu"):
     _stand_in("wandb")
     _stand_in("torch.utils.tensorboard", SummaryWriter=_NoWriter)
     if device == "cpu":
-        torch.backends.cuda.sdp_kernel = lambda *args, **kwargs: contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        choice = {"default": contextlib.nullcontext, "math": lambda: sdpa_kernel(SDPBackend.MATH)}[cpu_attention]
+        torch.backends.cuda.sdp_kernel = lambda *args, **kwargs: choice()
     inpaint = importlib.import_module(MODULE).OpenSoraInpaint_v1_3
     t2v = importlib.import_module(T2V_MODULE).OpenSoraT2V_v1_3
     return inpaint, t2v

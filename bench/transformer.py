@@ -28,7 +28,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-TEXT_TOKENS = 64
+TEXT_TOKENS = 512  # the release pads every prompt to 512 tokens
+PROMPT_TOKENS = (120, 40)  # real tokens of the two prompts
 
 
 def bench_config(release: bool, layers: int) -> dict:
@@ -53,8 +54,9 @@ def make_inputs(config: dict, grid, device, dtype, batch: int = 2) -> dict:
     channels = 2 * config["in_channels"] + 4
     x = torch.randn(batch, channels, frames, height, width, generator=generator)
     text = torch.randn(batch, 1, TEXT_TOKENS, config["caption_channels"], generator=generator)
-    text_mask = torch.ones(batch, 1, TEXT_TOKENS, dtype=torch.long)
-    text_mask[1:, :, TEXT_TOKENS // 3:] = 0  # the second prompt is shorter: padding masked
+    text_mask = torch.zeros(batch, 1, TEXT_TOKENS, dtype=torch.long)
+    for sample in range(batch):
+        text_mask[sample, :, :PROMPT_TOKENS[sample % 2]] = 1
     return dict(
         hidden_states=x.to(device, dtype),
         timestep=torch.tensor([999.0, 421.5][:batch], device=device),
@@ -67,19 +69,23 @@ def make_inputs(config: dict, grid, device, dtype, batch: int = 2) -> dict:
 def build(impl: str, config: dict, weights: Path, reference: str | None, device: str):
     from safetensors.torch import load_file
 
-    if impl == "reference":
+    if impl.startswith("reference"):
         sys.path.insert(0, str(HERE))
         from reference import load_reference
 
-        cls, _ = load_reference(reference, device=device)
+        cls, _ = load_reference(reference, device=device, cpu_attention="math" if "math" in impl else "default")
         model = cls(**config)
     else:
         from soraplan.models import OpenSoraInpaint
 
         model = OpenSoraInpaint(**config)
     model.load_state_dict(load_file(weights), strict=True)
-    if impl == "ours+compile":
-        model.compile()
+    if "fused" in impl:
+        from soraplan.acceleration import fuse_qkv
+
+        fuse_qkv(model)
+    if "compile" in impl:
+        model.compile_repeated_blocks()
     return model
 
 
@@ -177,7 +183,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--release", action="store_true", help="the released 2B width (24 heads x 96)")
     parser.add_argument("--backward", action="store_true", help="also time forward+backward")
-    parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    parser.add_argument("--compile", action="store_true", help="also time ours with its blocks under torch.compile")
+    parser.add_argument("--fuse_qkv", action="store_true", help="also time ours with fused q/k/v projections")
     parser.add_argument("--repeats", type=int, default=3)
     # worker-only
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -197,15 +204,18 @@ def main() -> None:
     dtypes = args.dtypes or (["bf16", "fp16"] if cuda else ["fp32"])
     grids = args.grids or (["24x44x80", "12x44x80"] if cuda else ["5x16x16", "9x16x24", "13x24x32"])
     modes = ["forward"] + (["forward+backward"] if args.backward else [])
-    ours = ["ours"] + (["ours+compile"] if args.compile else [])
+    ours = ["ours"] + (["ours+fused"] if args.fuse_qkv else []) + (["ours+compile"] if args.compile else [])
     config = bench_config(args.release, args.layers)
     with tempfile.TemporaryDirectory() as tmp:
         args.config_file, args.weights = write_weights(config, Path(tmp))
         hidden = config["num_attention_heads"] * config["attention_head_dim"]
         print(f"transformer bench: {args.device}, {torch.get_num_threads()} threads, {config['num_layers']} layers, "
-              f"hidden {hidden}, Skiparse k={config['sparse_n']}, batch 2, {TEXT_TOKENS} text tokens, "
-              f"median of {args.repeats}")
-        print(f"{'grid':>10} {'tokens':>6} {'dtype':>5} {'mode':>16} {'impl':>13} {'seconds':>8} {'peak MB':>8} "
+              f"hidden {hidden}, Skiparse k={config['sparse_n']}, batch 2 (CFG), median of {args.repeats}")
+        print(f"{args.device}: prompts of {PROMPT_TOKENS} tokens padded to {TEXT_TOKENS}; speed-up and memory "
+              "ratio against the reference (PyTorch's default SDPA kernel choice)"
+              + ("; reference-math: its attention on the exact math kernel, as the parity fixtures ran it"
+                 if args.reference and not cuda else ""))
+        print(f"{'grid':>10} {'tokens':>6} {'dtype':>5} {'mode':>16} {'impl':>14} {'seconds':>8} {'peak MB':>8} "
               f"{'speed-up':>8} {'mem x':>6}")
         diffs = []
         for grid in grids:
@@ -215,17 +225,19 @@ def main() -> None:
             for dtype in dtypes:
                 for mode in modes:
                     base = run_worker(args, impl="reference", grid=grid, dtype=dtype, mode=mode) if args.reference else None
+                    others = (["reference-math"] if args.reference and not cuda else []) + ours
                     rows = ([("reference", base)] if base else []) + [
-                        (impl, run_worker(args, impl=impl, grid=grid, dtype=dtype, mode=mode)) for impl in ours]
+                        (impl, run_worker(args, impl=impl, grid=grid, dtype=dtype, mode=mode)) for impl in others]
                     for impl, r in rows:
-                        head = f"{grid:>10} {tokens:>6} {dtype:>5} {mode:>16} {impl:>13}"
+                        head = f"{grid:>10} {tokens:>6} {dtype:>5} {mode:>16} {impl:>14}"
                         if "error" in r:
                             print(f"{head}  failed: {r['error']}")
                             continue
                         ratio = speed = ""
                         if base and "error" not in base:
                             speed = f"{base['seconds'] / r['seconds']:.2f}x"
-                            ratio = f"{r['peak_mb'] / max(base['peak_mb'], 1e-9):.2f}"
+                            # small runs reuse memory the allocator already holds: no ratio below 10 MB
+                            ratio = f"{r['peak_mb'] / base['peak_mb']:.2f}" if base["peak_mb"] >= 10 else "-"
                         print(f"{head} {r['seconds']:>8.3f} {r['peak_mb']:>8.0f} {speed:>8} {ratio:>6}")
         for grid, d in diffs:
             if "error" in d:

@@ -128,6 +128,23 @@ def test_cfg_parallel_matches_one_process(assets, tmp_path):
         assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8, (np.abs(a - b).mean(), np.abs(a - b).max())
 
 
+def test_sequence_and_cfg_parallel_together_on_four_processes(assets, tmp_path):
+    """Even ranks: the unconditional half, odd ranks: the conditional one, each split over 2 ranks."""
+    args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
+            assets / "a.png", "--crf", "0", *FAST, "--num_frames", "13"]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    single = sample(*args, "--save_img_path", tmp_path / "one", env=one_thread)
+    assert single.returncode == 0, single.stderr[-3000:]
+    both = sample(*args, "--sp", "--cfg_parallel", "--save_img_path", tmp_path / "both", env=one_thread,
+                  launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "4", "-m"])
+    assert both.returncode == 0, both.stderr[-3000:]
+    assert "[rank 0]" in both.stdout and "[rank 1]" not in both.stdout
+    name = "EulerAncestralDiscrete_0_gs7.5_s3.mp4"
+    a = read_video(tmp_path / "one" / name)[0].astype(int)
+    b = read_video(tmp_path / "both" / name)[0].astype(int)
+    assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8
+
+
 def test_cfg_parallel_needs_pairs(assets, tmp_path):
     result = sample("--model_path", assets / "pipe", "--text_prompt", "p", "--cfg_parallel", "--sp",
                     "--save_img_path", tmp_path, *FAST, env={"OMP_NUM_THREADS": "1"},

@@ -252,3 +252,21 @@ def test_save_and_load_sharded(tmp_path):
 
 def test_t2v_class_is_not_inpaint():
     assert not issubclass(OpenSoraT2V, OpenSoraInpaint)
+
+
+def test_padded_text_tail_is_skipped_without_changing_the_output():
+    """Prompts padded to many tokens: the columns nobody attends to are cut before cross-attention."""
+    model = randomize_(build_inpaint("tiny")).eval()
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, model.expected_in_channels, 2, 8, 8, generator=generator)
+    text = torch.randn(2, 1, 40, model.config.caption_channels, generator=generator)
+    keep = torch.zeros(2, 1, 40, dtype=torch.long)
+    keep[0, :, :10], keep[1, :, :5] = 1, 1
+    with torch.no_grad():
+        padded = model(x, 700, text, encoder_attention_mask=keep).sample
+        short = model(x, 700, text[:, :, :10], encoder_attention_mask=keep[:, :, :10]).sample
+        assert torch.allclose(padded, short, atol=1e-6)
+        keep[1] = 0  # a prompt with no token: its queries attend uniformly to all 40 padded keys
+        degenerate = model(x, 700, text, encoder_attention_mask=keep).sample
+        cut = model(x, 700, text[:, :, :10], encoder_attention_mask=keep[:, :, :10]).sample
+    assert torch.allclose(degenerate[0], cut[0], atol=1e-6) and not torch.allclose(degenerate[1], cut[1], atol=1e-4)

@@ -87,6 +87,13 @@ def test_every_sample_method_runs(pipe, method):
     assert out.shape == (1, 9, 32, 64, 3)
 
 
+def test_sde_dpm_solver_is_the_stochastic_variant_with_the_release_settings():
+    scheduler = build_scheduler("DPMSolverMultistepSDE")
+    assert scheduler.config.algorithm_type == "sde-dpmsolver++"
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
+    assert build_scheduler("DPMSolverMultistep").config.algorithm_type == "dpmsolver++"
+
+
 def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = load_pipeline(str(tmp_path))

@@ -72,6 +72,30 @@ def test_bad_requests_get_a_message_and_the_server_keeps_serving(server, tmp_pat
     assert report.startswith("t2iv") and read_video(video_path(video))[0].shape[0] == 17
 
 
+def test_one_generation_at_a_time_and_a_bounded_queue(server):
+    """The fixture serves with --max_queue 4: with one running, a burst of requests beyond the queue's
+    room is turned away with gradio's "queue is full" message, the rest all finish."""
+    from gradio_client import Client
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    fields = dict(prompt="a blue circle moves up on a black background", negative_prompt="", first_frame=None,
+                  last_frame=None, keyframes=[], keyframe_positions="", video=None, mask_type="auto", num_frames=17,
+                  resolution_mode=FIXED, height=64, width=64, max_area=4096, steps=40, guidance_scale=7.5,
+                  scheduler="EulerAncestralDiscrete", seed=0, random_seed=False, step_cache=False,
+                  cache_threshold=0.4)
+    jobs = [client.submit(**fields, api_name="/generate") for _ in range(8)]
+    finished, refused = 0, 0
+    for job in jobs:
+        try:
+            job.result(timeout=300)
+            finished += 1
+        except Exception as error:  # gradio_client raises its own error types for a full queue
+            assert "queue is full" in str(error).lower(), error
+            refused += 1
+    assert refused >= 1 and finished >= 5  # 1 running + 4 waiting (+ any that finished meanwhile)
+
+
 @pytest.mark.browser
 def test_the_page_in_headless_chromium(server, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -267,8 +267,10 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
             _batch_timestep(timestep, batch, device), batch_size=batch, hidden_dtype=dtype
         )  # (B, 6D), (B, D)
         modulation = modulation.view(batch, 6, self.hidden_size)
-        text = self.caption_projection(_text_states(encoder_hidden_states, batch))  # (B, L, D)
-        text_bias = key_padding_bias(_nothing_masked_is_none(_text_keep(encoder_attention_mask, batch)), dtype)
+        text, text_keep = _drop_padding_tail(_text_states(encoder_hidden_states, batch),
+                                             _text_keep(encoder_attention_mask, batch))
+        text = self.caption_projection(text)  # (B, L', D)
+        text_bias = key_padding_bias(_nothing_masked_is_none(text_keep), dtype)  # (B, 1, 1, L')
 
         token_keep = _token_keep(attention_mask, grid, patch, batch)  # (B, S_local) bool or None
         if parallel is not None and token_keep is not None:
@@ -467,6 +469,20 @@ def _text_keep(encoder_attention_mask: torch.Tensor | None, batch: int) -> torch
             f"encoder_attention_mask must be (B, L) or (B, 1, L) with B={batch}, got {tuple(encoder_attention_mask.shape)}"
         )
     return encoder_attention_mask
+
+
+def _drop_padding_tail(text: torch.Tensor, keep: torch.Tensor | None):
+    """Cut the text columns after the last token any prompt keeps: every query gives those keys weight
+    exactly 0 (exp of -10000 underflows), so the output is unchanged while cross-attention and the
+    caption projection skip them (prompts are padded to 512 tokens but are typically 100-200 long).
+    Left alone when a prompt keeps no token at all: its attention is uniform over every padded key."""
+    if keep is None:
+        return text, keep
+    keep = keep.bool()
+    if not bool(keep.any(dim=1).all()):
+        return text, keep
+    length = int(keep.any(dim=0).nonzero().max()) + 1
+    return text[:, :length], keep[:, :length]
 
 
 def _nothing_masked_is_none(keep: torch.Tensor | None) -> torch.Tensor | None:
