@@ -20,18 +20,22 @@ INTRO = (
 )
 
 
-class PictureUpload(gr.Image):
-    """``gr.Image`` whose unreadable uploads end in a one-sentence message rather than a server exception."""
+def picture_upload(label: str) -> gr.Image:
+    """An image upload whose unreadable files end in a one-sentence message rather than a server
+    exception. (The check wraps this instance's preprocessing: a gr.Image subclass would make gradio
+    write a .pyi stub next to this module.)"""
+    component = gr.Image(label=label, type="filepath", sources=["upload", "clipboard"])
+    preprocess = component.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # the page draws it as a plain image upload
-
-    def preprocess(self, payload):
+    def checked(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
-            raise gr.Error(f"{self.label}: the upload is not an image; upload a PNG, JPEG or WebP picture",
+            raise gr.Error(f"{label}: the upload is not an image; upload a PNG, JPEG or WebP picture",
                            print_exception=False) from None
+
+    component.preprocess = checked
+    return component
 
 
 def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, defaults: dict | None = None) -> gr.Blocks:
@@ -65,9 +69,8 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                 prompt = gr.Textbox(label="Prompt", value=d.get("prompt") or "", lines=2,
                                     placeholder="a red circle moves to the right on a black background")
                 with gr.Row():
-                    first_frame = PictureUpload(label="First frame", type="filepath", sources=["upload", "clipboard"])
-                    last_frame = PictureUpload(label="Last frame (optional)", type="filepath",
-                                               sources=["upload", "clipboard"])
+                    first_frame = picture_upload("First frame")
+                    last_frame = picture_upload("Last frame (optional)")
                 with gr.Accordion("Keyframes or a video instead", open=False):
                     keyframes = gr.File(label="Keyframes (images)", file_count="multiple", type="filepath")
                     keyframe_positions = gr.Textbox(label="Keyframe frame numbers", placeholder="0,8,16 (-1 = last)")
