@@ -4,8 +4,8 @@ One process, or ``torchrun --nproc_per_node N -m soraplan sample ...``: prompt i
 i mod N and every rank writes its own files, so any number of prompts works on any number of ranks.
 With ``--sp`` every video is instead split over all N ranks (Ulysses sequence parallel) and rank 0
 writes it; ``--cfg_parallel`` puts the two halves of classifier-free guidance on two ranks (see
-soraplan.parallel.layout). Each prompt gets its own generator seeded with ``--seed``, so a prompt's video does not
-depend on how many processes share the work, nor on ``--sp``.
+soraplan.parallel.layout). Each prompt gets its own generator seeded with ``--seed``, so a prompt's
+video does not depend on how many processes share the work, nor on ``--sp``.
 """
 
 from __future__ import annotations
