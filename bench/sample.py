@@ -134,11 +134,6 @@ def run_row(args, model: str, row: dict, video_out: Path) -> dict:
     return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["demo", "2b"], choices=list(ROWS))
@@ -150,6 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    from soraplan.demo.evaluate import psnr
+
     print(f"end-to-end sampling, cpu, {torch.get_num_threads()} threads, CFG 7.5, i2v of the first demo example")
     print(f"{'model':>5} {'setting':>28} {'s/video':>8} {'speed-up':>8} {'evals':>6} {'peak MB':>8} {'PSNR dB':>8}")
     with tempfile.TemporaryDirectory() as tmp:

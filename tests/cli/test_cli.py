@@ -53,6 +53,10 @@ def test_inspect_reports_a_broken_folder(tmp_path):
         (["demo", "--image", "a.png", "--video", "b.mp4", "--prompt", "x"], "not both"),
         (["eval", "--tasks", "dance"], "--tasks takes i2v, transition, continuation"),
         (["eval", "--data", "no/such/data.txt"], "does not exist"),
+        (["demo", "--cache_threshold", "-1"], "--cache_threshold must be >= 0"),
+        (["demo", "--sample_method", "Foo"], "unknown --sample_method 'Foo'"),
+        (["eval", "--cache_threshold", "-0.5"], "--cache_threshold must be >= 0"),
+        (["serve", "--max_queue", "0"], "--max_queue must be at least 1"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(args, message, tmp_path):

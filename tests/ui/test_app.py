@@ -12,6 +12,7 @@ from PIL import Image
 
 from soraplan.data import read_video
 from soraplan.demo.assets import DEMO_EXAMPLES
+from soraplan.demo.evaluate import psnr
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = "fixed: crop and resize to height x width"
@@ -31,11 +32,6 @@ def call(url, *, prompt, first=None, last=None, num_frames=17, steps=60, **overr
 
 def video_path(output) -> str:
     return output["video"] if isinstance(output, dict) else output
-
-
-def psnr(a, b) -> float:
-    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-    return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
 def test_image_to_video_and_transition_through_the_api(server):

@@ -119,6 +119,8 @@ def run(args) -> int:
         raise UserError(f"--height/--width must be positive multiples of 16, got {args.height}x{args.width}")
     if args.num_sampling_steps < 1:
         raise UserError("--num_sampling_steps must be at least 1")
+    if args.cache_threshold < 0:
+        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
@@ -128,8 +130,6 @@ def run(args) -> int:
         pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     pipe.enable_step_cache(args.cache_threshold)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
           f"transformer, loaded in {time.time() - started:.1f} s)")

@@ -60,6 +60,8 @@ def run(args) -> int:
         raise UserError(f"--tasks takes i2v, transition, continuation; got {args.tasks!r}")
     if args.clips < 1 or args.num_sampling_steps < 1:
         raise UserError("--clips and --num_sampling_steps must be at least 1")
+    if args.cache_threshold < 0:
+        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     if args.data is not None and not Path(args.data).is_file():
         raise UserError(f"--data {args.data} does not exist; make a world with `soraplan data synth -o DIR`")
     diffusers.utils.logging.disable_progress_bar()
@@ -70,8 +72,6 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     pipe.enable_step_cache(args.cache_threshold)
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:

@@ -190,6 +190,8 @@ def run(args) -> int:
         raise UserError(f"--crf must lie in [0, 51], got {args.crf}")
     if args.num_samples_per_prompt < 1:
         raise UserError("--num_samples_per_prompt must be at least 1")
+    if args.cache_threshold < 0:
+        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     prompts = read_prompts(args.text_prompt)
     if not prompts:
         raise UserError("no prompts given")
@@ -227,8 +229,6 @@ def run(args) -> int:
             pipe.vae.enable_tiling()
     from ..parallel import sampling_layout
 
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
     try:
         layout = sampling_layout(args.sp, args.cfg_parallel)
         if layout.sequence is not None:

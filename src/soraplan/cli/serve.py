@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
 
 def build_server(args):
     """(app, generator) for ``args``; separate from ``run`` so tests can launch it in-process."""
+    if args.max_queue < 1:
+        raise UserError("--max_queue must be at least 1")
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -33,8 +35,6 @@ def build_server(args):
     from .demo import shipped_examples
     from .sample import DTYPES
 
-    if args.max_queue < 1:
-        raise UserError("--max_queue must be at least 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
     try:

@@ -17,6 +17,13 @@ import torch
 import torch.distributed as dist
 
 
+def gather_cat(x: torch.Tensor, dim: int, group=None) -> torch.Tensor:
+    """Every rank's ``x`` of ``group`` concatenated along ``dim`` in rank order (no gradient)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, x.contiguous(), group=group)
+    return torch.cat(parts, dim=dim)
+
+
 class _AllToAll(torch.autograd.Function):
     """Equal-split all-to-all over dim 0; its gradient is the same exchange run backwards."""
 
@@ -67,9 +74,7 @@ class UlyssesGroup:
 
     def gather(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """Concatenate every rank's ``x`` along ``dim`` in rank order (no gradient)."""
-        parts = [torch.empty_like(x) for _ in range(self.world)]
-        dist.all_gather(parts, x.contiguous(), group=self.group)
-        return torch.cat(parts, dim=dim)
+        return gather_cat(x, dim, self.group)
 
     def local_slice(self, size: int) -> slice:
         """This rank's part of an axis of length ``size`` (a multiple of the world size)."""

@@ -232,6 +232,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             cond = _pad_frames(cond, padded)[:, :, part]
 
         from ..acceleration import get_step_cache
+        from ..parallel.ulysses import gather_cat
 
         step_cache = get_step_cache(self.transformer)
         if step_cache is not None:
@@ -251,7 +252,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             if parallel is not None:
                 pred = parallel.gather(pred, dim=2)[:, :, :frames]
             if cfg_group is not None:
-                pred = _gather(pred, cfg_group)  # [uncond; cond]
+                pred = gather_cat(pred, 0, cfg_group)  # [uncond; cond]
             pred = pred.float()
             if use_cfg:
                 uncond, cond_pred = pred.chunk(2)
@@ -273,13 +274,6 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             return (videos,)
         given = (conditioning.mask < 0.5).nonzero().flatten().tolist()
         return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type, given_frames=given)
-
-
-def _gather(x: torch.Tensor, group) -> torch.Tensor:
-    """Concatenate every rank's ``x`` along dim 0 in the group's rank order."""
-    parts = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size(group))]
-    torch.distributed.all_gather(parts, x.contiguous(), group=group)
-    return torch.cat(parts)
 
 
 def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
