@@ -2,14 +2,14 @@
 # Reproduces the embedded demo pipeline (src/soraplan/assets/demo/pipeline) from nothing, on CPU:
 # a synthetic world, a tiny WF-VAE (soraplan train-vae), a seeded byte-level T5 encoder, and a tiny
 # OpenSoraInpaint (soraplan train) with the full mask curriculum, then `soraplan eval` on held-out clips.
-# About 1.5 hours on 2 CPU cores. Environment: OUT (work folder, default runs/demo_model), N_TRAIN and
+# About 2 hours on 2 CPU cores. Environment: OUT (work folder, default runs/demo_model), N_TRAIN and
 # N_EVAL (clips), VAE_STEPS, I2V_STEPS, EVAL_CLIPS, SHIP=1 to copy the result over the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-runs/demo_model}
 VAE_STEPS=${VAE_STEPS:-9000}
-I2V_STEPS=${I2V_STEPS:-11000}
+I2V_STEPS=${I2V_STEPS:-9000}
 N_TRAIN=${N_TRAIN:-1500}
 N_EVAL=${N_EVAL:-64}
 EVAL_CLIPS=${EVAL_CLIPS:-32}

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from soraplan.demo.evaluate import direction_of, jitter, psnr, track
+from soraplan.demo.evaluate import EvalResult, direction_of, jitter, psnr, track
 from soraplan.demo.world import COLOURS, random_scene, render
 
 
@@ -38,3 +38,12 @@ def test_psnr():
     b = a.copy()
     b[0, 0, 0] += 16  # mse = 256 / 192
     assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (256 / 192)))
+
+
+def test_summary_counts_clips_whatever_tasks_ran():
+    """`soraplan eval --tasks transition` must still say how many clips it measured."""
+    rows = [{"clip": f"clip{i}.mp4", "task": "transition", "first_psnr": 30.0, "last_psnr": 24.0 + i, "jitter": 1.0}
+            for i in range(3)]
+    summary = EvalResult(rows).summary()
+    assert summary["clips"] == 3 and summary["transition_last_frame_psnr"] == pytest.approx(25.0)
+    assert summary["i2v_direction_accuracy"] is None

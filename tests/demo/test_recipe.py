@@ -67,6 +67,8 @@ def test_assembled_parts_load_and_run_as_one_pipeline(tmp_path):
     save_text_encoder(tmp_path / "te")
     assemble_pipeline(tmp_path / "pipeline", tmp_path / "transformer", tmp_path / "vae", tmp_path / "te")
     assert json.loads((tmp_path / "pipeline" / "model_index.json").read_text())["_class_name"] == "OpenSoraInpaintPipeline"
+    for part in ("transformer", "vae"):  # the folders it was built from stay out of the shipped configs
+        assert "_name_or_path" not in json.loads((tmp_path / "pipeline" / part / "config.json").read_text())
     pipe = load_pipeline(str(tmp_path / "pipeline"))
     out = pipe("a red circle", conditions=[torch.zeros(32, 32, 3, dtype=torch.uint8).numpy()], num_frames=5,
                height=32, width=32, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
@@ -104,3 +106,4 @@ def test_the_embedded_pipeline_is_small_and_real(part):
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert total <= 30 * 2**20
     assert list((folder / part).glob("*.safetensors"))
+    assert "_name_or_path" not in json.loads((folder / part / "config.json").read_text())

@@ -91,7 +91,7 @@ class EvalResult:
             "transition_jitter_px": mean("jitter", "transition"),
             "continuation_given_frames_psnr": mean("given_psnr", "continuation"),
             "continuation_jitter_px": mean("jitter", "continuation"),
-            "clips": len(i2v),
+            "clips": len({r["clip"] for r in self.rows}),
         }
 
 

@@ -52,6 +52,17 @@ def write_latent_stats(vae_dir: str | Path, video_dir: str | Path, clips: int = 
     return shift, scale
 
 
+def _rebuilt(cls, folder: str | Path):
+    """``cls.from_pretrained(folder)`` with only its constructor's config fields: an EMA folder also
+    carries the EMA's own (decay, optimization_step, ...) and every loaded model the folder it came
+    from (``_name_or_path``), neither of which belongs in a shipped config."""
+    loaded = cls.from_pretrained(folder)
+    fields = inspect.signature(cls.__init__).parameters
+    model = cls.from_config({k: v for k, v in loaded.config.items() if k in fields})
+    model.load_state_dict(loaded.state_dict())
+    return model
+
+
 def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path, text_encoder: str | Path,
                       sample_method: str = "EulerAncestralDiscrete") -> Path:
     """One ``save_pretrained`` pipeline folder from the separately trained parts."""
@@ -62,14 +73,9 @@ def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path,
     from ..schedulers import build_scheduler
     from ..utils.files import atomic_directory
 
-    cls = transformer_class(read_config(Path(transformer)))
-    loaded = cls.from_pretrained(transformer)
-    # an EMA folder's config also carries the EMA's own fields (decay, optimization_step, ...): drop them
-    fields = inspect.signature(cls.__init__).parameters
-    model = cls.from_config({k: v for k, v in loaded.config.items() if k in fields})
-    model.load_state_dict(loaded.state_dict())
+    model = _rebuilt(transformer_class(read_config(Path(transformer))), transformer)
     encoder, tokenizer = load_text_encoder(str(text_encoder))
-    pipe = OpenSoraInpaintPipeline(model, WFVAE.from_pretrained(vae), encoder, tokenizer, build_scheduler(sample_method))
+    pipe = OpenSoraInpaintPipeline(model, _rebuilt(WFVAE, vae), encoder, tokenizer, build_scheduler(sample_method))
     with atomic_directory(out) as staging:
         pipe.save_pretrained(staging)
     return Path(out)
