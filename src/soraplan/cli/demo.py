@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .options import add_cache_threshold, check_cache_threshold
 
 CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet for viewing
 
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--guidance_scale", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample_method", default="EulerAncestralDiscrete", help="scheduler, as `soraplan sample`")
-    p.add_argument("--cache_threshold", type=float, default=0.0, help="step caching (see `soraplan sample`); 0 = off")
+    add_cache_threshold(p)
     p.add_argument("--fps", type=int, default=8)
     p.set_defaults(run=run)
 
@@ -119,8 +120,7 @@ def run(args) -> int:
         raise UserError(f"--height/--width must be positive multiples of 16, got {args.height}x{args.width}")
     if args.num_sampling_steps < 1:
         raise UserError("--num_sampling_steps must be at least 1")
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+    check_cache_threshold(args)
     examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
+from .options import add_cache_threshold, check_cache_threshold
 
 # the targets the shipped demo model must meet (issue #7); --check turns a miss into exit status 1
 TARGETS = {"i2v_first_frame_psnr": 25.0, "i2v_direction_accuracy": 0.8, "transition_last_frame_psnr": 22.0}
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--guidance_scale", type=float, default=7.5)
     p.add_argument("--sample_method", default="EulerAncestralDiscrete")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache_threshold", type=float, default=0.0, help="step caching (see `soraplan sample`); 0 = off")
+    add_cache_threshold(p)
     p.add_argument("--output", default=None, help="write every clip's numbers and the summary to this JSON file")
     p.add_argument("--check", action="store_true", help="exit 1 when a target of the shipped model is missed")
     p.set_defaults(run=run)
@@ -60,8 +61,7 @@ def run(args) -> int:
         raise UserError(f"--tasks takes i2v, transition, continuation; got {args.tasks!r}")
     if args.clips < 1 or args.num_sampling_steps < 1:
         raise UserError("--clips and --num_sampling_steps must be at least 1")
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+    check_cache_threshold(args)
     if args.data is not None and not Path(args.data).is_file():
         raise UserError(f"--data {args.data} does not exist; make a world with `soraplan data synth -o DIR`")
     diffusers.utils.logging.disable_progress_bar()

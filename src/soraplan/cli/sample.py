@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .options import add_cache_threshold, check_cache_threshold
 
 DEFAULT_TEMPLATE = "\n    high quality, high aesthetic, {}\n    "
 DEFAULT_NEGATIVE = (
@@ -79,9 +80,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cfg_parallel", action="store_true", help=(
         "the unconditional and conditional halves of guidance on two processes (pairs of ranks; with --sp, "
         "even and odd ranks)"))
-    p.add_argument("--cache_threshold", type=float, default=0.0, help=(
-        "step caching: skip a transformer evaluation while its input changed less than this (accumulated "
-        "relative L1) since the last full one; 0 = off, 0.4 ~ 2x fewer evaluations"))
+    add_cache_threshold(p)
     p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
     p.add_argument("--world_size", type=int, default=1, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -190,8 +189,7 @@ def run(args) -> int:
         raise UserError(f"--crf must lie in [0, 51], got {args.crf}")
     if args.num_samples_per_prompt < 1:
         raise UserError("--num_samples_per_prompt must be at least 1")
-    if args.cache_threshold < 0:
-        raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+    check_cache_threshold(args)
     prompts = read_prompts(args.text_prompt)
     if not prompts:
         raise UserError("no prompts given")
