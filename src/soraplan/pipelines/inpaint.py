@@ -236,7 +236,11 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
 
         step_cache = get_step_cache(self.transformer)
         if step_cache is not None:
-            split_over = [g.group for g in (parallel,) if g is not None] + ([cfg_group] if cfg_group is not None else [])
+            split_over = []  # the process groups this video is split over
+            if parallel is not None:
+                split_over.append(parallel.group)  # None here is the default group, still a split
+            if cfg_group is not None:
+                split_over.append(cfg_group)
             step_cache.begin(len(self.scheduler.timesteps), split_over)
 
         for t in self.progress_bar(self.scheduler.timesteps):
