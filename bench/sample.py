@@ -38,6 +38,7 @@ ROWS = {
         ("SDE-DPM++ 25 + cache 0.4", {"method": "DPMSolverMultistepSDE", "steps": 25, "cache": 0.4}),
         ("+ CFG parallel (2 procs)", {"cfg_parallel": True}),
         ("+ save memory (VAE chunks)", {"save_memory": True}),
+        ("+ keep freed memory", {"keep_freed_memory": True}),
     ],
     "2b": [
         ("Euler-A 8 steps", {"steps": 8}),
@@ -76,6 +77,10 @@ def worker(args) -> None:
     from soraplan.schedulers import build_scheduler
 
     row = json.loads(args.row)
+    if row.get("keep_freed_memory"):  # what the soraplan command does at start-up
+        from soraplan.utils.memory import keep_freed_memory
+
+        keep_freed_memory()
     rank = 0
     if row.get("cfg_parallel"):
         torch.distributed.init_process_group("gloo")

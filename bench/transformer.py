@@ -3,13 +3,19 @@
 For every latent grid (token count) and dtype it times the forward pass (inference) and, with
 --backward, forward+backward (training), for the reference and for ours, and reports the speed-up
 (reference seconds / our seconds), the peak-memory ratio and the largest output difference. Every
-timing runs in its own process (so peak memory is its own); the weights are written once and loaded by
-both implementations (the key names are the same). Default size: the released 32-layer depth and
+timing runs in its own process (so peak memory is its own), each implementation --rounds times in
+turns, the fastest run counting; the weights are written once and loaded by both implementations (the
+key names are the same). Default size: the released 32-layer depth and
 Skiparse k=4 schedule at a CPU-sized width; --release uses the 2B width (GPU).
 
     python bench/transformer.py --reference path/to/Open-Sora-Plan            # CPU fp32
     python bench/transformer.py --reference ... --device cuda --dtypes bf16 fp16 --release --backward
     python bench/transformer.py                                                 # ours only
+
+"kernels s" is the part of a step spent inside matrix products and attention kernels (profiled
+separately from the timed steps), the work both implementations must do at equal output. For our rows,
+"ceiling" = reference seconds / our kernel seconds: the largest speed-up any implementation calling the
+same PyTorch kernels could reach.
 """
 
 from __future__ import annotations
@@ -98,7 +104,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+KERNEL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product",
+              "aten::_flash_attention", "aten::_efficient_attention")
+
+
+def kernel_seconds(step, device: torch.device, repeats: int) -> float:
+    """Seconds per step inside matrix-product and attention kernels (self time, one profiled run)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(repeats):
+            step()
+        sync(device)
+    micros = sum(e.self_device_time_total if cuda else e.self_cpu_time_total
+                 for e in prof.key_averages() if e.key.startswith(KERNEL_OPS))
+    return micros / 1e6 / repeats
+
+
 def worker(args) -> None:
+    if args.keep_freed_memory:
+        from soraplan.utils.memory import keep_freed_memory
+
+        keep_freed_memory()
     config = json.loads(Path(args.config_file).read_text())
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     model = build(args.impl, config, Path(args.weights), args.reference, args.device).to(device, dtype)
@@ -125,7 +154,8 @@ def worker(args) -> None:
         sync(device)
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb() - baseline
-    print(json.dumps({"seconds": statistics.median(times), "peak_mb": peak}))
+    kernels = kernel_seconds(step, device, max(1, args.repeats // 2))
+    print(json.dumps({"seconds": statistics.median(times), "peak_mb": peak, "kernel_seconds": kernels}))
 
 
 def check(args) -> None:
@@ -147,6 +177,8 @@ def run_worker(args, **extra) -> dict:
                "--weights", args.weights, "--repeats", str(args.repeats)]
     if args.reference:
         command += ["--reference", args.reference]
+    if args.keep_freed_memory:
+        command.append("--keep_freed_memory")
     for key, value in extra.items():
         command += [f"--{key}"] + ([] if value is True else [str(value)])
     result = subprocess.run(command, capture_output=True, text=True)
@@ -154,6 +186,27 @@ def run_worker(args, **extra) -> dict:
         lines = result.stderr.strip().splitlines() or ["no output"]
         return {"error": lines[-1][:160]}
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_interleaved(args, impls: list[str], **worker_args) -> list[tuple[str, dict]]:
+    """Every implementation --rounds times, in turns (A B A B ...), each run in a fresh process.
+
+    A shared machine slows down in bursts that can last a whole run; taking each implementation's
+    fastest round (of medians) keeps one burst from deciding a ratio."""
+    runs = {impl: [] for impl in impls}
+    for _ in range(args.rounds):
+        for impl in impls:
+            runs[impl].append(run_worker(args, impl=impl, **worker_args))
+    rows = []
+    for impl in impls:
+        good = [r for r in runs[impl] if "error" not in r]
+        if not good:
+            rows.append((impl, runs[impl][0]))
+            continue
+        rows.append((impl, {"seconds": min(r["seconds"] for r in good),
+                            "kernel_seconds": min(r["kernel_seconds"] for r in good),
+                            "peak_mb": max(r["peak_mb"] for r in good)}))
+    return rows
 
 
 def write_weights(config: dict, folder: Path) -> tuple[str, str]:
@@ -185,7 +238,12 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="also time forward+backward")
     parser.add_argument("--compile", action="store_true", help="also time ours with its blocks under torch.compile")
     parser.add_argument("--fuse_qkv", action="store_true", help="also time ours with fused q/k/v projections")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per run (median)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per implementation, taken in turns; the fastest run counts")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="every worker (reference and ours) keeps freed memory (soraplan.utils.memory), "
+                             "as the soraplan command does; default: the C library's defaults")
     # worker-only
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--grid", help=argparse.SUPPRESS)
@@ -210,13 +268,15 @@ def main() -> None:
         args.config_file, args.weights = write_weights(config, Path(tmp))
         hidden = config["num_attention_heads"] * config["attention_head_dim"]
         print(f"transformer bench: {args.device}, {torch.get_num_threads()} threads, {config['num_layers']} layers, "
-              f"hidden {hidden}, Skiparse k={config['sparse_n']}, batch 2 (CFG), median of {args.repeats}")
+              f"hidden {hidden}, Skiparse k={config['sparse_n']}, batch 2 (CFG), median of {args.repeats} steps, "
+              f"fastest of {args.rounds} runs taken in turns, "
+              + ("freed memory kept (every run)" if args.keep_freed_memory else "the C library's allocator defaults"))
         print(f"{args.device}: prompts of {PROMPT_TOKENS} tokens padded to {TEXT_TOKENS}; speed-up and memory "
               "ratio against the reference (PyTorch's default SDPA kernel choice)"
               + ("; reference-math: its attention on the exact math kernel, as the parity fixtures ran it"
                  if args.reference and not cuda else ""))
         print(f"{'grid':>10} {'tokens':>6} {'dtype':>5} {'mode':>16} {'impl':>14} {'seconds':>8} {'peak MB':>8} "
-              f"{'speed-up':>8} {'mem x':>6}")
+              f"{'speed-up':>8} {'mem x':>6} {'kernels s':>9} {'ceiling':>8}")
         diffs = []
         for grid in grids:
             tokens = parse_grid(grid)[0] * parse_grid(grid)[1] * parse_grid(grid)[2] // 4
@@ -224,21 +284,23 @@ def main() -> None:
                 diffs.append((grid, run_worker(args, check=True, grid=grid)))
             for dtype in dtypes:
                 for mode in modes:
-                    base = run_worker(args, impl="reference", grid=grid, dtype=dtype, mode=mode) if args.reference else None
-                    others = (["reference-math"] if args.reference and not cuda else []) + ours
-                    rows = ([("reference", base)] if base else []) + [
-                        (impl, run_worker(args, impl=impl, grid=grid, dtype=dtype, mode=mode)) for impl in others]
+                    impls = (["reference"] + (["reference-math"] if not cuda else []) if args.reference else []) + ours
+                    rows = measure_interleaved(args, impls, grid=grid, dtype=dtype, mode=mode)
+                    base = rows[0][1] if args.reference else None
                     for impl, r in rows:
                         head = f"{grid:>10} {tokens:>6} {dtype:>5} {mode:>16} {impl:>14}"
                         if "error" in r:
                             print(f"{head}  failed: {r['error']}")
                             continue
-                        ratio = speed = ""
+                        ratio = speed = ceiling = ""
                         if base and "error" not in base:
                             speed = f"{base['seconds'] / r['seconds']:.2f}x"
                             # small runs reuse memory the allocator already holds: no ratio below 10 MB
                             ratio = f"{r['peak_mb'] / base['peak_mb']:.2f}" if base["peak_mb"] >= 10 else "-"
-                        print(f"{head} {r['seconds']:>8.3f} {r['peak_mb']:>8.0f} {speed:>8} {ratio:>6}")
+                            if impl.startswith("ours") and r["kernel_seconds"] > 0:
+                                ceiling = f"{base['seconds'] / r['kernel_seconds']:.2f}x"
+                        print(f"{head} {r['seconds']:>8.3f} {r['peak_mb']:>8.0f} {speed:>8} {ratio:>6} "
+                              f"{r['kernel_seconds']:>9.3f} {ceiling:>8}")
         for grid, d in diffs:
             if "error" in d:
                 print(f"equal output at {grid}: check failed: {d['error']}")

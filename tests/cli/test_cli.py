@@ -75,3 +75,17 @@ def test_bad_config_in_folder_is_a_user_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     result = soraplan("inspect", tmp_path)
     assert result.returncode == 2 and "divisible by 6" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value,expected", [(None, 0), ("0", 0), ("1", 1)])
+def test_keep_freed_memory_only_on_request(monkeypatch, value, expected):
+    import soraplan.cli.main as cli_main
+
+    calls = []
+    monkeypatch.setattr(cli_main, "keep_freed_memory", lambda: calls.append(True))
+    if value is None:
+        monkeypatch.delenv("SORAPLAN_KEEP_FREED_MEMORY", raising=False)
+    else:
+        monkeypatch.setenv("SORAPLAN_KEEP_FREED_MEMORY", value)
+    assert cli_main.main(["inspect", "/nonexistent-folder"]) == 2  # a one-line user error, after start-up
+    assert len(calls) == expected

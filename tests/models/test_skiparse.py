@@ -13,6 +13,7 @@ from soraplan.models.attention import (
     skiparse_attention,
 )
 from soraplan.models.skiparse import (
+    group_to_single_order,
     skiparse_group,
     skiparse_pad_len,
     skiparse_subsequence_ids,
@@ -31,6 +32,19 @@ def test_group_ungroup_round_trip_and_membership(ratio, grouped):
     for row in grouped_positions:
         assert len(set(ids[row].tolist())) == 1  # one sub-sequence per batch row
         assert torch.all(row[1:] > row[:-1])  # order kept inside it
+
+
+@pytest.mark.parametrize("ratio", [2, 3, 4])
+def test_group_skip_is_single_skip_after_reordering(ratio):
+    seq = 3 * ratio * ratio
+    positions = torch.arange(seq).repeat(2, 1)  # (B, S)
+    reordered = group_to_single_order(positions, ratio)
+    assert torch.equal(group_to_single_order(reordered, ratio), positions)  # its own inverse
+    group_ids = skiparse_subsequence_ids(seq, ratio, grouped=True)
+    single_ids = skiparse_subsequence_ids(seq, ratio, grouped=False)
+    assert torch.equal(group_ids[reordered[0]], single_ids)  # sub-sequence m lands on slots p' mod k = m
+    for m in range(ratio):
+        assert torch.all(reordered[0][single_ids == m].diff() > 0)  # in their original order
 
 
 def block_masked_attention(q, k, v, keep, ratio, grouped):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import data, demo, evaluate, inspect, sample, serve, train, train_vae
+from ..utils.memory import keep_freed_memory
 from .errors import UserError
 
 COMMANDS = (sample, train, demo, evaluate, serve, inspect, train_vae, data)
@@ -31,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("SORAPLAN_KEEP_FREED_MEMORY", "0") == "1":
+        keep_freed_memory()  # a whole-process choice, made here only on request; see soraplan.utils.memory
     try:
         return args.run(args) or 0
     except UserError as error:

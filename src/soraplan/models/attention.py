@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .rope import apply_rope
-from .skiparse import skiparse_group, skiparse_pad_len, skiparse_ungroup
+from .skiparse import group_to_single_order, skiparse_group, skiparse_pad_len
 
 MASKED_KEY_BIAS = -10000.0  # a video or text key marked 0 in its mask
 PADDED_KEY_BIAS = -9980.0  # a key appended by Skiparse padding
@@ -32,14 +32,24 @@ def dense_attention(q, k, v, bias=None):
 
 
 def skiparse_attention(q, k, v, bias, ratio: int, grouped: bool):
-    """Skiparse self-attention on (B, S, heads, d); ``bias`` is already regrouped, (B·k, 1, 1, S'/k)."""
-    seq_len = q.shape[1]
+    """Skiparse self-attention on (B, S, heads, d); ``bias`` is already regrouped, (B·k, 1, 1, S'/k).
+
+    The k sub-sequences ride in the head axis (see :mod:`.skiparse`): no copy for single skip, one
+    reordering per tensor for group skip."""
+    batch, seq_len, heads, head_dim = q.shape
     pad = skiparse_pad_len(seq_len, ratio)
     if pad:
         q, k, v = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (q, k, v))
-    q, k, v = (skiparse_group(t, ratio, grouped) for t in (q, k, v))  # (B·k, S'/k, heads, d)
-    out = dense_attention(q, k, v, bias)
-    return skiparse_ungroup(out, ratio, grouped)[:, :seq_len]  # (B, S, heads, d)
+    if grouped:
+        q, k, v = (group_to_single_order(t, ratio) for t in (q, k, v))
+    padded_len = seq_len + pad
+    q, k, v = (t.reshape(batch, padded_len // ratio, ratio * heads, head_dim) for t in (q, k, v))
+    if bias is not None:  # (B·k, 1, 1, L) -> (B, k·heads, 1, L), one row per sub-sequence and head
+        bias = bias.reshape(batch, ratio, 1, 1, -1).expand(-1, -1, heads, -1, -1).reshape(batch, ratio * heads, 1, -1)
+    out = dense_attention(q, k, v, bias).reshape(batch, padded_len, heads, head_dim)
+    if grouped:
+        out = group_to_single_order(out, ratio)
+    return out[:, :seq_len]  # (B, S, heads, d)
 
 
 def key_padding_bias(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

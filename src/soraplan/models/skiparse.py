@@ -10,6 +10,11 @@ Token p belongs to sub-sequence
 
 The sequence is padded at the end to a multiple of k² so both patterns tile it exactly; padded keys are
 masked by the caller's bias and padded queries are dropped after the reverse regrouping.
+
+For the attention call itself no copy is needed for single skip: in a contiguous (B, S, heads, d)
+tensor, (B, S/k, k·heads, d) is a free view in which "head" j·heads + h is head h of sub-sequence j.
+Group skip is single skip after swapping the two base-k digits m and r of every position
+(:func:`group_to_single_order`, its own inverse), which is one copy per tensor.
 """
 
 from __future__ import annotations
@@ -51,3 +56,14 @@ def skiparse_subsequence_ids(seq_len: int, ratio: int, grouped: bool) -> torch.T
     """Sub-sequence index of every position (S,): the block-mask view of a Skiparse layer."""
     positions = torch.arange(seq_len)
     return (positions // ratio) % ratio if grouped else positions % ratio
+
+
+def group_to_single_order(x: torch.Tensor, ratio: int) -> torch.Tensor:
+    """(B, S, *F) with S a multiple of k²: position n·k² + m·k + r moves to n·k² + r·k + m.
+
+    Group-skip sub-sequence m becomes single-skip sub-sequence m with its tokens in the same order.
+    Applying it twice gives the input back."""
+    batch, seq = x.shape[:2]
+    features = x.shape[2:]
+    x = x.reshape(batch, seq // (ratio * ratio), ratio, ratio, *features).transpose(2, 3)  # (B, n, r, m, *F)
+    return x.reshape(batch, seq, *features)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.attention import FeedForward
 from diffusers.models.embeddings import PixArtAlphaTextProjection
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -33,6 +32,7 @@ from diffusers.models.normalization import AdaLayerNormSingle
 from torch import nn
 
 from .attention import Attention, key_padding_bias, self_attention_bias
+from .feedforward import feed_forward
 from .rope import RoPE3D
 
 logger = logging.getLogger(__name__)
@@ -99,13 +99,13 @@ class OpenSoraBlock(nn.Module):
         self.attn1 = Attention(dim, heads, head_dim, bias=attention_bias, dropout=dropout)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=norm_elementwise_affine)
         self.attn2 = Attention(dim, heads, head_dim, context_dim=cross_attention_dim, bias=attention_bias, dropout=dropout)
-        self.ff = FeedForward(dim, dropout=dropout, activation_fn=activation_fn, final_dropout=False, bias=True)
+        self.ff = feed_forward(dim, dropout, activation_fn)
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
     def modulated_input(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
         """What self-attention sees: LN(x)·(1 + scale) + shift, (B, S, D). Step caches watch it."""
         shift, scale = (self.scale_shift_table[None, :2] + modulation[:, :2]).chunk(2, dim=1)  # (B, 1, D)
-        return self.norm1(x) * (1 + scale) + shift
+        return torch.addcmul(shift, self.norm1(x), 1 + scale)
 
     def forward(
         self,
@@ -119,13 +119,15 @@ class OpenSoraBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
             self.scale_shift_table[None] + modulation
         ).chunk(6, dim=1)  # each (B, 1, D)
-        h = self.norm1(x) * (1 + scale_msa) + shift_msa
-        x = x + gate_msa * self.attn1(
+        # addcmul(a, b, c) = a + b·c in one pass over (B, S, D)
+        h = torch.addcmul(shift_msa, self.norm1(x), 1 + scale_msa)
+        attended = self.attn1(
             h, bias=self_bias, rope=rope, sparse_ratio=self.sparse_ratio, sparse_group=self.sparse_group
         )
+        x = torch.addcmul(x, gate_msa, attended)
         x = x + self.attn2(x, context=text, bias=text_bias)
-        h = self.norm2(x) * (1 + scale_mlp) + shift_mlp
-        return x + gate_mlp * self.ff(h)
+        h = torch.addcmul(shift_mlp, self.norm2(x), 1 + scale_mlp)
+        return torch.addcmul(x, gate_mlp, self.ff(h))
 
 
 class OpenSoraT2V(ModelMixin, ConfigMixin):

@@ -1,1 +1,1 @@
-"""Small helpers shared across soraplan (file I/O)."""
+"""Small helpers shared across soraplan (file I/O, the CPU allocator setting)."""
