@@ -77,7 +77,7 @@ def worker(args) -> None:
     from soraplan.schedulers import build_scheduler
 
     row = json.loads(args.row)
-    if row.get("keep_freed_memory"):  # what the soraplan command does at start-up
+    if row.get("keep_freed_memory"):  # what SORAPLAN_KEEP_FREED_MEMORY=1 makes the soraplan command do
         from soraplan.utils.memory import keep_freed_memory
 
         keep_freed_memory()

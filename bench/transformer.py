@@ -109,7 +109,7 @@ KERNEL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_s
 
 
 def kernel_seconds(step, device: torch.device, repeats: int) -> float:
-    """Seconds per step inside matrix-product and attention kernels (self time, one profiled run)."""
+    """Seconds per step inside matrix-product and attention kernels (self time over ``repeats`` profiled steps)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -243,7 +243,7 @@ def main() -> None:
                         help="runs per implementation, taken in turns; the fastest run counts")
     parser.add_argument("--keep_freed_memory", action="store_true",
                         help="every worker (reference and ours) keeps freed memory (soraplan.utils.memory), "
-                             "as the soraplan command does; default: the C library's defaults")
+                             "as SORAPLAN_KEEP_FREED_MEMORY=1 soraplan ... does; default: the C library's defaults")
     # worker-only
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--grid", help=argparse.SUPPRESS)
