@@ -64,7 +64,7 @@ def feed_forward(dim: int, dropout: float, activation_fn: str) -> FeedForward:
     ff = FeedForward(dim, dropout=dropout, activation_fn=activation_fn, final_dropout=False, bias=True)
     activation = ff.net[0]
     if type(activation) is GELU and activation.approximate == "tanh":
-        fast = TanhGELU(1, 1, approximate="tanh", bias=activation.proj.bias is not None)
-        fast.proj = activation.proj
+        fast = TanhGELU(1, 1, approximate="tanh")  # a 1x1 placeholder projection, replaced at once:
+        fast.proj = activation.proj  # the already-initialised one moves over (no second large init)
         ff.net[0] = fast
     return ff
