@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rope import apply_rope
+from .rope import rotate
 from .skiparse import group_to_single_order, skiparse_group, skiparse_pad_len
 
 MASKED_KEY_BIAS = -10000.0  # a video or text key marked 0 in its mask
@@ -120,7 +120,7 @@ class Attention(nn.Module):
         hidden_states: torch.Tensor,  # (B, S, D)
         context: torch.Tensor | None = None,  # (B, L, D_ctx)
         bias: torch.Tensor | None = None,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,  # cos, sin: (S, head_dim)
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,  # cos, sign-folded sin: (S, head_dim)
         sparse_ratio: int = 1,
         sparse_group: bool = False,
     ) -> torch.Tensor:
@@ -129,8 +129,8 @@ class Attention(nn.Module):
         if parallel is not None:  # local tokens, all heads -> all tokens, local heads
             q, k, v = (parallel.to_full_sequence(t) for t in (q, k, v))
         if rope is not None:
-            q = apply_rope(q, *rope)
-            k = apply_rope(k, *rope)
+            q = rotate(q, *rope)
+            k = rotate(k, *rope)
         if sparse_ratio > 1:
             out = skiparse_attention(q, k, v, bias, sparse_ratio, sparse_group)
         else:

@@ -58,14 +58,25 @@ class RoPE3D:
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, S, heads, head_dim) with tables (S, head_dim): x·cos + rotate_half(x)·sin.
+def fold_rotation_sign(sin: torch.Tensor) -> torch.Tensor:
+    """(S, head_dim) sin table -> [-sin1, sin2] inside each axis chunk: the table :func:`rotate` takes.
 
-    Computed as x·cos + [x2, x1]·[-sin1, sin2], the sign moved onto the small table, so the
-    full-size tensor goes through three passes instead of five."""
-    signs = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device)[:, None]  # (2, 1)
-    signed_sin = (sin.unflatten(-1, (3, 2, -1)) * signs).flatten(-3)  # (S, head_dim)
+    Built once per forward pass (``OpenSoraT2V.prepare_inputs``), not per layer."""
+    halves = sin.unflatten(-1, (3, 2, -1))  # (S, 3, 2, head_dim/6)
+    return torch.cat((-halves[..., :1, :], halves[..., 1:, :]), dim=-2).flatten(-3)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE of x (B, S, heads, head_dim) with ``cos`` and a sign-folded sin table, both (S, head_dim).
+
+    x·cos + [x2, x1]·[-sin1, sin2] equals x·cos + rotate_half(x)·sin with the sign moved onto the small
+    table, so the full-size tensor goes through three passes instead of five."""
     halves = x.unflatten(-1, (3, 2, -1))  # (..., 3, 2, head_dim/6)
     swapped = torch.cat((halves[..., 1:, :], halves[..., :1, :]), dim=-2).flatten(-3)  # [x2, x1]
     out = x * cos[None, :, None, :]
     return out.addcmul_(swapped, signed_sin[None, :, None, :])
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, S, heads, head_dim) with plain tables (S, head_dim): x·cos + rotate_half(x)·sin."""
+    return rotate(x, cos, fold_rotation_sign(sin))

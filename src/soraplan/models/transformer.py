@@ -33,7 +33,7 @@ from torch import nn
 
 from .attention import Attention, key_padding_bias, self_attention_bias
 from .feedforward import feed_forward
-from .rope import RoPE3D
+from .rope import RoPE3D, fold_rotation_sign
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BlockInputs:
     text: torch.Tensor  # (B, L, D) projected captions
     modulation: torch.Tensor  # (B, 6, D) adaLN-single output
     embedded_timestep: torch.Tensor  # (B, D) for the final modulation
-    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin (S, head_dim)
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sign-folded sin (S, head_dim): see rope.rotate
     self_biases: dict  # (sparse ratio, group skip?) -> additive key bias or None
     text_bias: torch.Tensor | None  # (B, 1, 1, L)
     grid: tuple[int, int, int]  # local (T, H/p, W/p)
@@ -282,7 +282,8 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
             kind: self_attention_bias(token_keep, batch, seq_len, *kind, dtype, device)
             for kind in {(b.sparse_ratio, b.sparse_group) for b in self.transformer_blocks}
         }
-        rope = self.rope.cos_sin(full_grid, device, dtype)
+        cos, sin = self.rope.cos_sin(full_grid, device, dtype)
+        rope = (cos, fold_rotation_sign(sin))  # what every self-attention's rope.rotate takes
         return BlockInputs(tokens, text, modulation, embedded_timestep, rope, self_biases, text_bias, grid)
 
     def run_blocks(self, state: BlockInputs) -> torch.Tensor:

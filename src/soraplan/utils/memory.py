@@ -3,10 +3,11 @@
 glibc's malloc serves blocks above 128 KiB (adaptively up to 32 MiB) with fresh ``mmap`` calls and
 hands the top of its heap back to the kernel as soon as a few MiB there are free. A transformer frees
 and re-allocates activation-sized blocks hundreds of times per forward pass, so on CPU those blocks
-come back as new pages that the kernel must fault in and zero every time: 0.1-0.17 million page faults
-per forward of the 32-layer bench model at 2.5k tokens on the 2-core bench machine, seconds of it per
-video. Raising the two thresholds keeps freed blocks in the process, where the next tensor reuses
-them. The cost: resident memory stays at its high-water mark instead of shrinking between ops.
+come back as new pages that the kernel must fault in and zero every time: 0.09-0.17 million page
+faults per forward of the 32-layer bench model at 2.5k tokens on the 2-core bench machine. Raising the
+two thresholds keeps freed blocks in the process, where the next tensor reuses them. The cost: resident
+memory stays at its high-water mark instead of shrinking between ops; the time it saves varied between
+runs there (README, "Performance"), hence opt-in.
 
 This is a choice for a whole process, so the library never makes it on its own: the ``soraplan``
 command makes it at start-up when ``SORAPLAN_KEEP_FREED_MEMORY=1``, and a Python program can call
