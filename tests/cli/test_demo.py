@@ -79,11 +79,19 @@ def test_eval_reports_the_metrics_as_a_table_and_json(tmp_path):
     report = tmp_path / "eval.json"
     result = soraplan("eval", "--clips", "2", "--num_sampling_steps", "3", "--output", report)
     assert result.returncode == 0, result.stderr
-    for metric in ("i2v_first_frame_psnr", "i2v_direction_accuracy", "transition_last_frame_psnr",
-                   "continuation_given_frames_psnr"):
+    header = result.stdout.splitlines()[result.stdout.splitlines().index(
+        next(line for line in result.stdout.splitlines() if line.startswith("metric")))]
+    assert header.split() == ["metric", "world", "VAE", "drawn", "VAE", "target"]
+    for metric in ("i2v_first_psnr", "i2v_direction_rate", "i2v_shape_kept_rate", "i2v_colour_kept_rate",
+                   "i2v_size_kept_rate", "i2v_shape_and_colour_kept_rate", "transition_last_psnr",
+                   "transition_direction_rate", "continuation_given_psnr", "continuation_shape_and_colour_kept_rate"):
         assert metric in result.stdout
     data = json.loads(report.read_text())
-    assert data["summary"]["clips"] == 2 and len(data["rows"]) == 6
+    assert data["summary"]["world"]["clips"] == data["summary"]["drawn"]["clips"] == 2
+    assert len(data["rows"]) == 12 and {row["set"] for row in data["rows"]} == {"world", "drawn"}
+    # the VAE bound: the real clips' reconstructions move as captioned and keep their shape
+    assert data["summary"]["world"]["vae_i2v_direction_rate"] == 1.0
+    assert data["summary"]["world"]["vae_i2v_shape_kept_rate"] == 1.0
 
 
 def test_eval_check_fails_a_model_that_misses_the_targets(tmp_path):
@@ -91,5 +99,6 @@ def test_eval_check_fails_a_model_that_misses_the_targets(tmp_path):
 
     build_tiny_pipeline().save_pretrained(tmp_path / "untrained")  # random weights
     checked = soraplan("eval", "--pipeline", tmp_path / "untrained", "--clips", "1", "--num_sampling_steps", "2",
-                       "--tasks", "i2v", "--check")
-    assert checked.returncode == 1 and "missed targets: i2v_first_frame_psnr" in checked.stdout
+                       "--tasks", "i2v", "--sets", "world", "--check")
+    assert checked.returncode == 1 and "missed targets: world i2v_first_psnr" in checked.stdout
+    assert "world i2v_shape_and_colour_kept_rate (0.0% < 85.0%)" in checked.stdout

@@ -42,8 +42,10 @@ def test_psnr():
 
 def test_summary_counts_clips_whatever_tasks_ran():
     """`soraplan eval --tasks transition` must still say how many clips it measured."""
-    rows = [{"clip": f"clip{i}.mp4", "task": "transition", "first_psnr": 30.0, "last_psnr": 24.0 + i, "jitter": 1.0}
-            for i in range(3)]
+    rows = [{"clip": f"clip{i}.mp4", "task": "transition", "first_psnr": 30.0, "last_psnr": 24.0 + i, "jitter": 1.0,
+             "direction_ok": i > 0, "shape_kept": True, "vae_shape_kept": i < 2} for i in range(3)]
     summary = EvalResult(rows).summary()
-    assert summary["clips"] == 3 and summary["transition_last_frame_psnr"] == pytest.approx(25.0)
-    assert summary["i2v_direction_accuracy"] is None
+    assert summary["clips"] == 3 and summary["transition_last_psnr"] == pytest.approx(25.0)
+    assert summary["transition_direction_rate"] == pytest.approx(2 / 3)
+    assert summary["transition_shape_kept_rate"] == 1.0 and summary["vae_transition_shape_kept_rate"] == pytest.approx(2 / 3)
+    assert not any(key.startswith("i2v") for key in summary)

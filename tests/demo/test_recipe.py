@@ -92,10 +92,20 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh")], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "i2v_first_frame_psnr" in result.stdout
+    assert "i2v_shape_and_colour_kept_rate" in result.stdout
     pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
     assert pipe.transformer.config.num_layers == 8
-    assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["clips"] == 1
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["world"]["clips"] == 1
+    stages = (tmp_path / "run" / "stage_times.txt").read_text().split()[::3]
+    assert stages == ["data", "vae", "latents", "text", "i2v", "assemble", "eval"]
+    # one stage at a time: finished work is kept (the VAE resumes at its last step and stops)
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh"), "data", "vae"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "run" / "stage_times.txt").read_text().split()[::3][-2:] == ["data", "vae"]
+    wrong = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh"), "vea"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unknown stage 'vea'" in wrong.stderr
 
 
 @pytest.mark.parametrize("part", ["transformer", "vae", "text_encoder"])

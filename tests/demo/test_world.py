@@ -65,3 +65,19 @@ def test_synth_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "soraplan", "data", "synth", "-o", str(tmp_path / "x"), "--size", "15"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--size" in bad.stderr
+
+
+def test_colour_jitter_varies_colours_but_keeps_their_names_and_the_plain_world():
+    from soraplan.demo.world import BACKGROUNDS, MIN_CONTRAST, nearest_name
+
+    plain = [random_scene(random.Random(i), 17, 64) for i in range(30)]
+    varied = [random_scene(random.Random(i), 17, 64, colour_jitter=40) for i in range(30)]
+    assert all(s.rgb is None and s.shape_rgb == COLOURS[s.colour] for s in plain)  # the world as before
+    for p, v in zip(plain, varied):
+        assert (v.shape, v.colour, v.direction, v.background, v.start) == (p.shape, p.colour, p.direction, p.background, p.start)
+        assert nearest_name(v.rgb, COLOURS) == v.colour and nearest_name(v.background_rgb, BACKGROUNDS) == v.background
+        assert max(abs(a - b) for a, b in zip(v.rgb, COLOURS[v.colour])) <= 40
+        assert np.linalg.norm(np.subtract(v.rgb, v.background_rgb)) >= MIN_CONTRAST
+        frame = render(v, 1, 64)[0]
+        assert np.abs(frame.astype(int) - np.array(v.rgb)).sum(-1).min() <= 3  # drawn in its own colour
+    assert len({s.rgb for s in varied}) == 30

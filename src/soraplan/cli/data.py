@@ -31,6 +31,12 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--size", type=int, default=64, help="square frame size in pixels (even)")
     synth.add_argument("--fps", type=float, default=8.0)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--style", choices=("world", "drawn"), default="world",
+                       help="drawn: the same kinds of scenes drawn with PIL (hard edges, off-palette colours, other "
+                            "radii), clips the world generator never makes")
+    synth.add_argument("--colour_jitter", type=int, default=0,
+                       help="vary shape colours by up to this much per RGB channel around the palette (backgrounds "
+                            "by half), each keeping its palette name; 0: the eight palette colours exactly")
     synth.set_defaults(run=run_synth)
 
     check = commands.add_parser("check", help="report what the data filters keep and drop, and the buckets")
@@ -62,7 +68,12 @@ def run_synth(args) -> int:
 
     if args.n < 1 or args.num_frames < 1 or args.size < 16 or args.size % 2:
         raise UserError("--n and --num_frames must be positive and --size an even number >= 16")
-    data_txt = write_world(args.output, args.n, args.seed, args.num_frames, args.size, args.fps)
+    if not 0 <= args.colour_jitter <= 64:
+        raise UserError(f"--colour_jitter must lie in [0, 64], got {args.colour_jitter}")
+    if args.style == "drawn" and args.colour_jitter:
+        raise UserError("--colour_jitter is for the world style; drawn clips vary their colours themselves")
+    data_txt = write_world(args.output, args.n, args.seed, args.num_frames, args.size, args.fps, style=args.style,
+                           colour_jitter=args.colour_jitter)
     print(f"wrote {args.n} clips; train with --data {data_txt}")
     return 0
 

@@ -2,16 +2,27 @@
 
 For held-out clips of the world (scene facts in the annotation), the pipeline is asked for
 
-* i2v: the clip's first frame and its caption -> PSNR of generated frame 0 against the given frame, and
-  whether the shape moves in the captioned direction;
-* transition: first and last frame -> PSNR of the generated last frame (and first);
-* continuation: the first ``continuation_frames`` frames -> PSNR of those frames in the output.
+* i2v: the clip's first frame and its caption;
+* transition: its first and last frames;
+* continuation: its first ``continuation_frames`` frames;
 
-Motion is measured by tracking the shape: the centroid per frame of the pixels near the scene's colour
-(weighted by closeness, up to ``COLOUR_TOLERANCE`` in RGB distance). Direction: the dominant axis and sign of the centroid's
-displacement from the first to the last frame, "still" when it moved less than ``STILL_PIXELS``.
-Smoothness ("jitter"): mean absolute second difference of the centroid path in pixels (0 for the
-world's constant-speed motion; high when the shape jumps or flickers).
+and every video is measured the way a viewer judges it:
+
+* PSNR of the given frames in the output (first frame; the last for a transition; all given frames
+  of a continuation);
+* direction: does the shape move the captioned way? The shape is tracked by its colour in the given
+  first frame: per frame, the centroid of the pixels near that colour (weighted by closeness, up to
+  ``COLOUR_TOLERANCE`` in RGB distance); the direction is the dominant axis and sign of the
+  centroid's displacement from the first to the last frame, "still" under ``STILL_PIXELS``, and a
+  shape lost at either end is a miss;
+* shape, colour and size kept (soraplan.demo.appearance): the shape of the probe frame (the last
+  frame; the middle one for a transition, whose last frame is given) against the given first frame's,
+  and whether every generated frame keeps shape and colour ("whole clip");
+* jitter: mean absolute second difference of the centroid path in pixels (0 for the world's
+  constant-speed motion; high when the shape jumps or flickers).
+
+The same direction and appearance measurements on the VAE's reconstruction of the real clip are the
+bound (``vae_`` keys): a model whose every video is decoded by that VAE cannot do better on average.
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .world import COLOURS, scene_from_annotation
+from .appearance import Shape, compare, segment_shape
+from .world import scene_from_annotation
 
 COLOUR_TOLERANCE = 80.0
 MIN_TRACKED_PIXELS = 6
@@ -72,27 +84,54 @@ def jitter(path: list) -> float | None:
     return float(np.abs(points[2:] - 2 * points[1:-1] + points[:-2]).sum(axis=1).mean())
 
 
+TASKS = ("i2v", "transition", "continuation")
+
+
+def probe_frame(task: str, frames: int) -> int:
+    """The frame whose shape is compared with the first frame's: the last one, except for a transition,
+    whose last frame is given; there the middle frame, the one farthest from both given frames."""
+    return frames // 2 if task == "transition" else frames - 1
+
+
+def appearance_row(video: np.ndarray, reference: Shape, task: str, direction: str | None) -> dict:
+    """Direction, shape/colour/size kept at the probe frame, and over every frame, of one video."""
+    path = track(video, reference.colour)
+    probe = compare(reference, video[probe_frame(task, len(video))])
+    every = [compare(reference, frame) for frame in video[1:]]
+    moved = direction_of(path)
+    return {"generated_direction": moved, "direction_ok": moved == direction, "jitter": jitter(path),
+            **probe.as_dict(), "shape_and_colour_kept": probe.shape_kept and probe.colour_kept,
+            "whole_clip_kept": all(k.shape_kept and k.colour_kept for k in every),
+            "min_iou": min(k.iou for k in every)}
+
+
+# fractions of clips; their keys end in "_rate" and are printed as percentages
+RATE_KEYS = ("direction_ok", "shape_kept", "colour_kept", "size_kept", "shape_and_colour_kept", "whole_clip_kept")
+
+
 @dataclass
 class EvalResult:
     rows: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
-        def mean(key, task):
-            values = [r[key] for r in self.rows if r["task"] == task and r.get(key) is not None]
-            return float(np.mean(values)) if values else None
-
-        i2v = [r for r in self.rows if r["task"] == "i2v"]
-        return {
-            "i2v_first_frame_psnr": mean("first_psnr", "i2v"),
-            "i2v_direction_accuracy": (sum(r["direction_ok"] for r in i2v) / len(i2v)) if i2v else None,
-            "i2v_jitter_px": mean("jitter", "i2v"),
-            "transition_first_frame_psnr": mean("first_psnr", "transition"),
-            "transition_last_frame_psnr": mean("last_psnr", "transition"),
-            "transition_jitter_px": mean("jitter", "transition"),
-            "continuation_given_frames_psnr": mean("given_psnr", "continuation"),
-            "continuation_jitter_px": mean("jitter", "continuation"),
-            "clips": len({r["clip"] for r in self.rows}),
-        }
+        """Per task: means of the PSNRs and jitter, the fraction of clips that keep each property, and
+        the same fractions for the VAE's reconstruction of the real clip (``vae_...``: the bound)."""
+        out = {}
+        for task in TASKS:
+            rows = [r for r in self.rows if r["task"] == task]
+            if not rows:
+                continue
+            for key in ("first_psnr", "last_psnr", "given_psnr", "jitter"):
+                values = [r[key] for r in rows if r.get(key) is not None]
+                if values:
+                    out[f"{task}_{key}"] = float(np.mean(values))
+            for prefix in ("", "vae_"):
+                for key in RATE_KEYS:
+                    values = [r[prefix + key] for r in rows if prefix + key in r]
+                    if values:
+                        out[f"{prefix}{task}_{key.removesuffix('_ok')}_rate"] = sum(values) / len(values)
+        out["clips"] = len({r["clip"] for r in self.rows})
+        return out
 
 
 def load_world(data_txt: str | Path) -> list[tuple[Path, dict]]:
@@ -109,9 +148,18 @@ def load_world(data_txt: str | Path) -> list[tuple[Path, dict]]:
     return items
 
 
-def evaluate(pipe, data_txt: str | Path, clips: int = 32, num_inference_steps: int = 100,
+def vae_reconstruction(vae, video: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the same through the VAE (posterior mean, decoded): what the model could
+    at best give back of the real clip, since everything it makes is decoded by this VAE."""
+    x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].to(vae.dtype) / 127.5 - 1  # (1, 3, T, H, W)
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(x).mode())[:, :, : video.shape[0]].float()
+    return ((decoded[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+
+
+def evaluate(pipe, data_txt: str | Path, clips: int = 64, num_inference_steps: int = 100,
              guidance_scale: float = 7.5, seed: int = 0, continuation_frames: int = 5,
-             tasks: tuple[str, ...] = ("i2v", "transition", "continuation"), progress=None) -> EvalResult:
+             tasks: tuple[str, ...] = TASKS, progress=None) -> EvalResult:
     from ..data.video_io import read_video
 
     result = EvalResult()
@@ -121,25 +169,25 @@ def evaluate(pipe, data_txt: str | Path, clips: int = 32, num_inference_steps: i
         given, _ = read_video(path)  # (T, H, W, 3) uint8
         frames, height, width = given.shape[:3]
         caption = item["cap"][0]
-        colour = COLOURS[scene.colour]
+        reference = segment_shape(given[0])
+        if reference is None:
+            raise ValueError(f"no shape stands out of the background in the first frame of {path}")
+        bound = vae_reconstruction(pipe.vae, given)
         for task in tasks:
             conditions = {"i2v": [given[0]], "transition": [given[0], given[-1]],
                           "continuation": [given[:continuation_frames]]}[task]
             video = pipe(caption, conditions=conditions, num_frames=frames, height=height, width=width,
                          num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                          generator=torch.Generator().manual_seed(seed + index)).videos[0]
-            path_xy = track(video, colour)
             row = {"clip": item["path"], "task": task, "caption": caption, "direction": scene.direction,
-                   "first_psnr": psnr(video[0], given[0]), "jitter": jitter(path_xy)}
-            if task == "i2v":
-                row["generated_direction"] = direction_of(path_xy)
-                row["direction_ok"] = row["generated_direction"] == scene.direction
-            elif task == "transition":
+                   "first_psnr": psnr(video[0], given[0]),
+                   **appearance_row(video, reference, task, scene.direction),
+                   **{f"vae_{k}": v for k, v in appearance_row(bound, reference, task, scene.direction).items()}}
+            if task == "transition":
                 row["last_psnr"] = psnr(video[-1], given[-1])
-            else:
+            elif task == "continuation":
                 row["given_psnr"] = psnr(video[:continuation_frames], given[:continuation_frames])
             result.rows.append(row)
         if progress is not None:
             progress(index + 1, len(world))
     return result
-

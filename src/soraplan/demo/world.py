@@ -41,6 +41,17 @@ class Scene:
     radius: float  # half the shape's extent, pixels
     start: tuple[float, float]  # centre (x, y) at frame 0, pixels
     speed: float  # pixels per frame
+    rgb: tuple[int, int, int] | None = None  # the shape's colour when not exactly the palette's (drawn clips)
+    background_rgb: tuple[int, int, int] | None = None  # likewise the background's
+    style: str = "world"  # "world": this module's renderer; "drawn": soraplan.demo.drawn (PIL, hard edges)
+
+    @property
+    def shape_rgb(self) -> tuple[int, int, int]:
+        return tuple(self.rgb) if self.rgb is not None else COLOURS[self.colour]
+
+    @property
+    def base_rgb(self) -> tuple[int, int, int]:
+        return tuple(self.background_rgb) if self.background_rgb is not None else BACKGROUNDS[self.background]
 
     def centre(self, frame: int) -> tuple[float, float]:
         dx, dy = DIRECTIONS[self.direction]
@@ -55,12 +66,38 @@ class Scene:
         return f"{article} {self.colour} {self.shape} {motion} on {background}"
 
 
-def random_scene(rng: random.Random, frames: int, size: int) -> Scene:
-    """A scene whose shape stays fully inside the frame for all ``frames``."""
+RADIUS_RANGE = (0.12, 0.18)  # half the shape's extent, as a fraction of the frame size
+
+
+def nearest_name(rgb, palette: dict) -> str:
+    """The palette's name for a colour: the nearest palette entry in RGB."""
+    return min(palette, key=lambda name: _contrast(rgb, palette[name]))
+
+
+def vary_colours(scene: Scene, rng: random.Random, jitter: int, background_jitter: int) -> Scene:
+    """Move the scene's shape and background colours off the palette, by up to ``jitter`` and
+    ``background_jitter`` per RGB channel, so that each still has its palette name (the caption stays
+    true) and the shape keeps its contrast with the background."""
+    def jittered(rgb, amount):
+        return tuple(int(min(255, max(0, c + rng.randint(-amount, amount)))) for c in rgb)
+
+    while True:
+        rgb = jittered(COLOURS[scene.colour], jitter)
+        background_rgb = jittered(BACKGROUNDS[scene.background], background_jitter)
+        if (nearest_name(rgb, COLOURS) == scene.colour and nearest_name(background_rgb, BACKGROUNDS) == scene.background
+                and _contrast(rgb, background_rgb) >= MIN_CONTRAST):
+            scene.rgb, scene.background_rgb = rgb, background_rgb
+            return scene
+
+
+def random_scene(rng: random.Random, frames: int, size: int, radius_range: tuple[float, float] = RADIUS_RANGE,
+                 colour_jitter: int = 0) -> Scene:
+    """A scene whose shape stays fully inside the frame for all ``frames``; with ``colour_jitter``, its
+    colours vary around the palette's (the background's by half as much)."""
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     direction = rng.choice(list(DIRECTIONS))
     background = rng.choice([b for b in BACKGROUNDS if _contrast(COLOURS[colour], BACKGROUNDS[b]) >= MIN_CONTRAST])
-    radius = rng.uniform(0.12, 0.18) * size
+    radius = rng.uniform(*radius_range) * size
     speed = 0.0 if direction == "still" else rng.uniform(0.35, 0.55) * (size - 2 * radius - 2) / max(frames - 1, 1)
     travel = speed * (frames - 1)
     dx, dy = DIRECTIONS[direction]
@@ -73,7 +110,8 @@ def random_scene(rng: random.Random, frames: int, size: int) -> Scene:
             return rng.uniform(low + travel, high)
         return rng.uniform(low, high)
 
-    return Scene(shape, colour, direction, background, rng.random() < 0.5, radius, (axis_start(dx), axis_start(dy)), speed)
+    scene = Scene(shape, colour, direction, background, rng.random() < 0.5, radius, (axis_start(dx), axis_start(dy)), speed)
+    return vary_colours(scene, rng, colour_jitter, colour_jitter // 2) if colour_jitter else scene
 
 
 def _shape_mask(scene: Scene, frame: int, size: int) -> np.ndarray:
@@ -93,15 +131,23 @@ def _shape_mask(scene: Scene, frame: int, size: int) -> np.ndarray:
     return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def render(scene: Scene, frames: int, size: int) -> np.ndarray:
-    """(T, size, size, 3) uint8 frames of a scene."""
-    base = np.array(BACKGROUNDS[scene.background], dtype=np.float32)
+def background_image(scene: Scene, size: int) -> np.ndarray:
+    """(size, size, 3) float32: the plain background, or its gradient (full colour at the top, 1/4 at the bottom)."""
+    base = np.array(scene.base_rgb, dtype=np.float32)
     if scene.gradient:
         fade = np.linspace(1.0, 0.25, size, dtype=np.float32)[:, None, None]
-        background = np.broadcast_to(base * fade, (size, size, 3))
-    else:
-        background = np.broadcast_to(base, (size, size, 3))
-    colour = np.array(COLOURS[scene.colour], dtype=np.float32)
+        return np.broadcast_to(base * fade, (size, size, 3))
+    return np.broadcast_to(base, (size, size, 3))
+
+
+def render(scene: Scene, frames: int, size: int) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames of a scene (drawn by its style's renderer)."""
+    if scene.style == "drawn":
+        from .drawn import render_drawn
+
+        return render_drawn(scene, frames, size)
+    background = background_image(scene, size)
+    colour = np.array(scene.shape_rgb, dtype=np.float32)
     video = np.empty((frames, size, size, 3), dtype=np.uint8)
     for t in range(frames):
         cover = _shape_mask(scene, t, size)[..., None]
@@ -109,17 +155,32 @@ def render(scene: Scene, frames: int, size: int) -> np.ndarray:
     return video
 
 
+STYLES = ("world", "drawn")
+
+
 def write_world(out_dir: str | Path, count: int, seed: int = 0, frames: int = 17, size: int = 64,
-                fps: float = 8.0) -> Path:
-    """Write ``count`` clips as mp4 + ``annotations.json`` + ``data.txt``; returns the data.txt path."""
+                fps: float = 8.0, style: str = "world", colour_jitter: int = 0) -> Path:
+    """Write ``count`` clips as mp4 + ``annotations.json`` + ``data.txt``; returns the data.txt path.
+
+    ``style="drawn"``: the same kinds of scenes drawn by other means (soraplan.demo.drawn), to test a
+    model on inputs the world generator never made. ``colour_jitter``: colours vary around the
+    palette's (see ``vary_colours``), so that a model learns colours, not eight of them."""
     from ..data.video_io import write_video
+
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if style == "drawn":
+        from .drawn import random_drawn_scene as new_scene
+    else:
+        def new_scene(rng, frames, size):
+            return random_scene(rng, frames, size, colour_jitter=colour_jitter)
 
     out_dir = Path(out_dir)
     videos = out_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     items = []
     for index in range(count):
-        scene = random_scene(random.Random(seed * 1_000_003 + index), frames, size)
+        scene = new_scene(random.Random(seed * 1_000_003 + index), frames, size)
         name = f"clip{index:05d}.mp4"
         write_video(videos / name, render(scene, frames, size), fps=fps)
         items.append({"path": name, "cap": [scene.caption], "resolution": {"height": size, "width": size},
@@ -135,5 +196,7 @@ def write_world(out_dir: str | Path, count: int, seed: int = 0, frames: int = 17
 
 def scene_from_annotation(item: dict) -> Scene:
     fields = dict(item["scene"])
-    fields["start"] = tuple(fields["start"])
+    for key in ("start", "rgb", "background_rgb"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
     return Scene(**fields)
