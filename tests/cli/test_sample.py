@@ -164,7 +164,7 @@ def test_cfg_parallel_needs_pairs(assets, tmp_path):
         (["--noise_strength", "3"], "noise_strength"),
         (["--sample_method", "Foo"], "invalid choice: 'Foo'"),
         (["--mask_type", "v2v"], "invalid choice: 'v2v'"),
-        (["--num_sampling_steps", "0"], "num_inference_steps must be at least 1"),
+        (["--num_sampling_steps", "0"], "--num_sampling_steps must be at least 1"),
         (["--cache_threshold", "-1"], "--cache_threshold must be >= 0"),
         (["--model_type", "t2v"], "holds an I2V (inpaint) transformer, not t2v: use --model_type inpaint"),
         (["--conditional_pixel_values_path", "PROMPT_MISMATCH"], "2 lines for 1 prompts"),

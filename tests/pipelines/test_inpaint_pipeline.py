@@ -139,3 +139,21 @@ def test_compiled_transformer_is_still_the_i2v_model(pipe):
         assert np.array_equal(run(pipe, conditions=[image()]), reference)
     finally:
         pipe.transformer = original
+
+
+def test_a_pipeline_folder_carries_its_sampling_defaults(tmp_path):
+    """A model made for another guidance scale or step count says so in model_index.json; calls (and
+    the CLIs) without those arguments use them, explicit arguments still win."""
+    pipe = build_tiny_pipeline()
+    assert pipe.sampling_settings() == (100, 7.5)  # the release's, when nothing is said
+    pipe.register_to_config(default_guidance_scale=3.0, default_num_inference_steps=4)
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = load_pipeline(str(tmp_path / "p"))
+    assert loaded.sampling_settings() == (4, 3.0) and loaded.sampling_settings(7, 1.0) == (7, 1.0)
+    kwargs = {k: v for k, v in FAST.items() if k != "num_inference_steps"}
+    implicit = loaded("a red circle", conditions=[image()], generator=torch.Generator().manual_seed(0), **kwargs).videos
+    explicit = loaded("a red circle", conditions=[image()], generator=torch.Generator().manual_seed(0),
+                      num_inference_steps=4, guidance_scale=3.0, **kwargs).videos
+    release = loaded("a red circle", conditions=[image()], generator=torch.Generator().manual_seed(0),
+                     num_inference_steps=4, guidance_scale=7.5, **kwargs).videos
+    assert np.array_equal(implicit, explicit) and not np.array_equal(implicit, release)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .options import add_cache_threshold, check_cache_threshold
+from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
 
 CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet for viewing
 
@@ -36,8 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num_frames", type=int, default=17, help="pixel frames, 4k+1 (the model is trained on 17)")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=64)
-    p.add_argument("--num_sampling_steps", type=int, default=100)
-    p.add_argument("--guidance_scale", type=float, default=7.5)
+    add_sampling_defaults(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample_method", default="EulerAncestralDiscrete", help="scheduler, as `soraplan sample`")
     add_cache_threshold(p)
@@ -118,8 +117,7 @@ def run(args) -> int:
         raise UserError(f"--num_frames {args.num_frames} is not 4k+1; use e.g. {max(1, (args.num_frames - 1) // 4 * 4 + 1)}")
     if args.height % 16 or args.width % 16 or args.height <= 0 or args.width <= 0:
         raise UserError(f"--height/--width must be positive multiples of 16, got {args.height}x{args.width}")
-    if args.num_sampling_steps < 1:
-        raise UserError("--num_sampling_steps must be at least 1")
+    check_sampling_defaults(args)
     check_cache_threshold(args)
     examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
     diffusers.utils.logging.disable_progress_bar()
@@ -131,8 +129,9 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.enable_step_cache(args.cache_threshold)
+    steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
-          f"transformer, loaded in {time.time() - started:.1f} s)")
+          f"transformer, loaded in {time.time() - started:.1f} s; {steps} steps, guidance {guidance:g})")
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -141,7 +140,7 @@ def run(args) -> int:
         try:
             result = pipe(example["prompt"], conditions=example["conditions"], condition_indices=example.get("indices"),
                           num_frames=args.num_frames, height=args.height, width=args.width,
-                          num_inference_steps=args.num_sampling_steps, guidance_scale=args.guidance_scale,
+                          num_inference_steps=steps, guidance_scale=guidance,
                           generator=torch.Generator().manual_seed(args.seed))
         except (ValueError, OSError) as error:
             raise UserError(f"{example['name']}: {error}") from None

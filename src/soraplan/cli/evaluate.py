@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_cache_threshold, check_cache_threshold
+from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
 
 # the targets the shipped demo model must meet on the world's held-out clips; --check turns a miss into
 # exit status 1. On clips drawn by other means (soraplan.demo.drawn) the fractions may be DRAWN_SLACK lower.
@@ -35,8 +35,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sets", default="world,drawn", help="without --data: held-out clips drawn by the world "
                    "generator (world) and by other means (drawn: PIL, hard edges, off-palette colours, other radii)")
     p.add_argument("--tasks", default="i2v,transition,continuation", help="comma-separated subset")
-    p.add_argument("--num_sampling_steps", type=int, default=100)
-    p.add_argument("--guidance_scale", type=float, default=7.5)
+    add_sampling_defaults(p)
     p.add_argument("--sample_method", default="EulerAncestralDiscrete")
     p.add_argument("--seed", type=int, default=0)
     add_cache_threshold(p)
@@ -100,8 +99,9 @@ def run(args) -> int:
     unknown = set(tasks) - {"i2v", "transition", "continuation"}
     if unknown or not tasks:
         raise UserError(f"--tasks takes i2v, transition, continuation; got {args.tasks!r}")
-    if args.clips < 1 or args.num_sampling_steps < 1:
-        raise UserError("--clips and --num_sampling_steps must be at least 1")
+    if args.clips < 1:
+        raise UserError("--clips must be at least 1")
+    check_sampling_defaults(args)
     sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
     if not sets or set(sets) - set(SETS):
         raise UserError(f"--sets takes {', '.join(SETS)}; got {args.sets!r}")
@@ -117,6 +117,7 @@ def run(args) -> int:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_step_cache(args.cache_threshold)
+    steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     started = time.time()
     summaries, rows = {}, []
     with tempfile.TemporaryDirectory() as scratch:
@@ -126,8 +127,8 @@ def run(args) -> int:
             worlds = {name: write_world(Path(scratch) / name, args.clips, seed=HELD_OUT_SEED, style=name) for name in sets}
         for name, data in worlds.items():
             try:
-                result = evaluate(pipe, data, clips=args.clips, num_inference_steps=args.num_sampling_steps,
-                                  guidance_scale=args.guidance_scale, seed=args.seed, tasks=tasks,
+                result = evaluate(pipe, data, clips=args.clips, num_inference_steps=steps,
+                                  guidance_scale=guidance, seed=args.seed, tasks=tasks,
                                   progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="", flush=True))
             except (ValueError, KeyError) as error:
                 raise UserError(f"cannot evaluate on {data}: {error}") from None
@@ -137,8 +138,8 @@ def run(args) -> int:
     print(format_summary(summaries))
     cache = f", step cache {args.cache_threshold}" if args.cache_threshold else ""
     counts = " + ".join(f"{s['clips']} {name}" for name, s in summaries.items())
-    print(f"{counts} clips, {args.sample_method} {args.num_sampling_steps} steps, guidance "
-          f"{args.guidance_scale}{cache}, {time.time() - started:.0f} s")
+    print(f"{counts} clips, {args.sample_method} {steps} steps, guidance {guidance:g}{cache}, "
+          f"{time.time() - started:.0f} s")
     if args.output:
         partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")
         partial.write_text(json.dumps({"summary": summaries, "rows": rows}, indent=1))

@@ -16,3 +16,19 @@ def check_cache_threshold(args) -> None:
     """Before the model loads: a negative threshold is a user mistake, not a traceback."""
     if args.cache_threshold < 0:
         raise UserError(f"--cache_threshold must be >= 0, got {args.cache_threshold}")
+
+
+def add_sampling_defaults(parser) -> None:
+    """``--num_sampling_steps`` and ``--guidance_scale``; unset, they are the pipeline folder's own
+    (model_index.json: the release's 100 and 7.5, the demo model's its own)."""
+    parser.add_argument("--num_sampling_steps", type=int, default=None,
+                        help="denoising steps (default: the pipeline's, 100 for the release)")
+    parser.add_argument("--guidance_scale", type=float, default=None,
+                        help="classifier-free guidance scale, 1 = off (default: the pipeline's, 7.5 for the release)")
+
+
+def check_sampling_defaults(args) -> None:
+    if args.num_sampling_steps is not None and args.num_sampling_steps < 1:
+        raise UserError("--num_sampling_steps must be at least 1")
+    if args.guidance_scale is not None and args.guidance_scale < 0:
+        raise UserError(f"--guidance_scale must be >= 0, got {args.guidance_scale}")

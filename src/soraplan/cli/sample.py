@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .options import add_cache_threshold, check_cache_threshold
+from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
 
 DEFAULT_TEMPLATE = "\n    high quality, high aesthetic, {}\n    "
 DEFAULT_NEGATIVE = (
@@ -53,8 +53,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--crop_for_hw", action="store_true", help="fixed resolution: crop and resize inputs to height x width")
     p.add_argument("--max_hxw", type=int, default=236544, help="area cap of the arbitrary-resolution mode")
     p.add_argument("--sample_method", default="EulerAncestralDiscrete", choices=list(SAMPLE_METHODS))
-    p.add_argument("--num_sampling_steps", type=int, default=100)
-    p.add_argument("--guidance_scale", type=float, default=7.5)
+    add_sampling_defaults(p)
     p.add_argument("--guidance_rescale", type=float, default=0.0)
     p.add_argument("--prediction_type", default="v_prediction", choices=["epsilon", "v_prediction", "sample"])
     p.add_argument("--rescale_betas_zero_snr", action="store_true", default=True)
@@ -190,6 +189,7 @@ def run(args) -> int:
     if args.num_samples_per_prompt < 1:
         raise UserError("--num_samples_per_prompt must be at least 1")
     check_cache_threshold(args)
+    check_sampling_defaults(args)
     prompts = read_prompts(args.text_prompt)
     if not prompts:
         raise UserError("no prompts given")
@@ -242,13 +242,14 @@ def run(args) -> int:
     if args.compile:
         pipe.transformer.compile_repeated_blocks()  # each block compiled in place; one graph serves them all
     pipe.set_progress_bar_config(disable=rank != 0)
+    steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
 
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     for index, prompt in enumerate(prompts):
         if index % layout.units != layout.unit:  # data parallel: prompts are dealt out to the units
             continue
-        stem = f"{args.sample_method}_{index}_gs{args.guidance_scale}_s{args.num_sampling_steps}"
+        stem = f"{args.sample_method}_{index}_gs{guidance}_s{steps}"
         try:
             result = pipe(
                 args.prompt_template.format(prompt),
@@ -258,7 +259,7 @@ def run(args) -> int:
                 negative_prompt=args.negative_prompt,
                 num_frames=args.num_frames, height=args.height, width=args.width,
                 crop_for_hw=args.crop_for_hw, max_hxw=args.max_hxw,
-                num_inference_steps=args.num_sampling_steps, guidance_scale=args.guidance_scale,
+                num_inference_steps=steps, guidance_scale=guidance,
                 guidance_rescale=args.guidance_rescale, num_samples_per_prompt=args.num_samples_per_prompt,
                 generator=torch.Generator().manual_seed(args.seed), noise_strength=args.noise_strength,
                 max_sequence_length=args.max_sequence_length,

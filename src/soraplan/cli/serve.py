@@ -45,6 +45,7 @@ def build_server(args):
     is_demo = args.pipeline is None or str(folder) == str(DEMO_PIPELINE)
     # the demo model is trained on 17 frames of 64x64; a released model defaults to its 93x352x640
     defaults = {} if is_demo else {"num_frames": 93, "height": 352, "width": 640, "max_area": 236544}
+    defaults["steps"], defaults["guidance_scale"] = pipe.sampling_settings()  # the pipeline folder's own
     generator = VideoGenerator(pipe, output_dir=args.output_dir, fps=args.fps)
     return build_app(generator, shipped_examples() if is_demo else None, defaults=defaults), generator
 

@@ -157,8 +157,8 @@ def vae_reconstruction(vae, video: np.ndarray) -> np.ndarray:
     return ((decoded[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
 
 
-def evaluate(pipe, data_txt: str | Path, clips: int = 64, num_inference_steps: int = 100,
-             guidance_scale: float = 7.5, seed: int = 0, continuation_frames: int = 5,
+def evaluate(pipe, data_txt: str | Path, clips: int = 64, num_inference_steps: int | None = None,
+             guidance_scale: float | None = None, seed: int = 0, continuation_frames: int = 5,
              tasks: tuple[str, ...] = TASKS, progress=None) -> EvalResult:
     from ..data.video_io import read_video
 

@@ -2,7 +2,7 @@
 
     python -m soraplan.demo.recipe text-encoder OUT [--seed S]
     python -m soraplan.demo.recipe latent-stats VAE_DIR VIDEO_DIR [--clips N]
-    python -m soraplan.demo.recipe assemble OUT --transformer DIR --vae DIR --text_encoder DIR
+    python -m soraplan.demo.recipe assemble OUT --transformer DIR --vae DIR --text_encoder DIR [--guidance_scale G]
     python -m soraplan.demo.recipe examples OUT [--seed S]
 
 ``latent-stats`` is why a freshly trained VAE is usable for diffusion: the transformer is trained on
@@ -64,8 +64,10 @@ def _rebuilt(cls, folder: str | Path):
 
 
 def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path, text_encoder: str | Path,
-                      sample_method: str = "EulerAncestralDiscrete") -> Path:
-    """One ``save_pretrained`` pipeline folder from the separately trained parts."""
+                      sample_method: str = "EulerAncestralDiscrete", guidance_scale: float = 7.5,
+                      num_inference_steps: int = 100) -> Path:
+    """One ``save_pretrained`` pipeline folder from the separately trained parts, with the sampling
+    defaults its model was measured with (saved in model_index.json)."""
     from ..models.checkpoints import read_config, transformer_class
     from ..models.text import load_text_encoder
     from ..models.vae import WFVAE
@@ -75,7 +77,8 @@ def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path,
 
     model = _rebuilt(transformer_class(read_config(Path(transformer))), transformer)
     encoder, tokenizer = load_text_encoder(str(text_encoder))
-    pipe = OpenSoraInpaintPipeline(model, _rebuilt(WFVAE, vae), encoder, tokenizer, build_scheduler(sample_method))
+    pipe = OpenSoraInpaintPipeline(model, _rebuilt(WFVAE, vae), encoder, tokenizer, build_scheduler(sample_method),
+                                   default_guidance_scale=guidance_scale, default_num_inference_steps=num_inference_steps)
     with atomic_directory(out) as staging:
         pipe.save_pretrained(staging)
     return Path(out)
@@ -136,6 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--transformer", required=True)
     p.add_argument("--vae", required=True)
     p.add_argument("--text_encoder", required=True)
+    p.add_argument("--guidance_scale", type=float, default=7.5, help="the pipeline's default guidance scale")
+    p.add_argument("--num_sampling_steps", type=int, default=100, help="the pipeline's default step count")
     p = steps.add_parser("examples", help="write the demo's conditioning images, video and prompts")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=3)
@@ -149,7 +154,9 @@ def main(argv=None) -> int:
     elif args.step == "examples":
         print(f"wrote {write_examples(args.out, args.seed)}")
     else:
-        print(f"wrote {assemble_pipeline(args.out, args.transformer, args.vae, args.text_encoder)}")
+        folder = assemble_pipeline(args.out, args.transformer, args.vae, args.text_encoder,
+                                   guidance_scale=args.guidance_scale, num_inference_steps=args.num_sampling_steps)
+        print(f"wrote {folder}")
     return 0
 
 

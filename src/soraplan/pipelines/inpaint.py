@@ -51,10 +51,17 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
-    def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler):
+    def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, default_guidance_scale: float = 7.5,
+                 default_num_inference_steps: int = 100):
+        """``default_guidance_scale`` / ``default_num_inference_steps``: what a call without
+        ``guidance_scale`` / ``num_inference_steps`` uses. They are saved in model_index.json, so a
+        pipeline folder carries the sampling settings its model was made for (the release's 7.5 and
+        100; a small model may need less guidance, a distilled one fewer steps)."""
         super().__init__()
         self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
+        self.register_to_config(default_guidance_scale=float(default_guidance_scale),
+                                default_num_inference_steps=int(default_num_inference_steps))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -123,6 +130,14 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         latent_mask = compress_mask(mask.to(dtype), video.shape[-2], video.shape[-1], *self.vae_stride)
         return latents, latent_mask
 
+    def sampling_settings(self, num_inference_steps: int | None = None,
+                          guidance_scale: float | None = None) -> tuple[int, float]:
+        """(steps, guidance) of a call: the given values, else the pipeline's defaults."""
+        config = self.config
+        steps = getattr(config, "default_num_inference_steps", 100) if num_inference_steps is None else num_inference_steps
+        guidance = getattr(config, "default_guidance_scale", 7.5) if guidance_scale is None else guidance_scale
+        return int(steps), float(guidance)
+
     def check_inputs(self, num_frames, height, width, guidance_scale, num_inference_steps, noise_strength):
         problems = []
         if num_frames < 1 or (num_frames - 1) % 4:
@@ -153,8 +168,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         width: int = 640,
         crop_for_hw: bool = False,
         max_hxw: int = 236544,
-        num_inference_steps: int = 100,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         guidance_rescale: float = 0.0,
         num_samples_per_prompt: int = 1,
         generator: torch.Generator | None = None,
@@ -167,8 +182,11 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
 
         ``conditions``: images (1 -> i2v, 2 -> first/last transition, N with ``condition_indices`` ->
         keyframes) or one video (continuation); None -> text-to-video. ``mask_type`` overrides the
-        default type. Images and videos are paths, PIL images or uint8 arrays.
+        default type. Images and videos are paths, PIL images or uint8 arrays. ``num_inference_steps``
+        and ``guidance_scale`` default to the pipeline's (``default_num_inference_steps``,
+        ``default_guidance_scale``).
         """
+        num_inference_steps, guidance_scale = self.sampling_settings(num_inference_steps, guidance_scale)
         self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
         if not self.takes_conditioning and (conditions or mask_type not in (None, "t2iv", MaskType.t2iv)):
             raise ValueError("this is a text-to-video (T2V) model: it takes no conditioning images, video or mask "
