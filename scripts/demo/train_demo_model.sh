@@ -11,7 +11,8 @@
 # the work can be split over several sittings; a stage needs the ones before it to have finished.
 # Wall time per stage is appended to $OUT/stage_times.txt.
 # Environment: OUT (work folder, default runs/demo_model), N_TRAIN and N_EVAL (clips), COLOUR_JITTER,
-# VAE_STEPS, I2V_STEPS, EVAL_CLIPS, EVAL_STEPS, SHIP=1 to copy the result over the embedded pipeline.
+# VAE_STEPS, I2V_STEPS, GUIDANCE (the pipeline's default CFG scale), EVAL_CLIPS, EVAL_STEPS, SHIP=1 to copy
+# the result over the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -23,6 +24,7 @@ N_EVAL=${N_EVAL:-64}
 COLOUR_JITTER=${COLOUR_JITTER:-40}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
 EVAL_STEPS=${EVAL_STEPS:-100}
+GUIDANCE=${GUIDANCE:-3}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
@@ -70,7 +72,7 @@ stage_i2v() {
 # 6. one pipeline folder
 stage_assemble() {
   $PYTHON -m soraplan.demo.recipe assemble "$OUT/pipeline" --transformer "$OUT/i2v_run/model_ema" \
-    --vae "$OUT/vae_run/vae" --text_encoder "$OUT/text_encoder"
+    --vae "$OUT/vae_run/vae" --text_encoder "$OUT/text_encoder" --guidance_scale "$GUIDANCE"
 }
 
 # 7. the evaluation the README quotes (held-out world and drawn clips; `soraplan eval --check` would

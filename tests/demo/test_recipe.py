@@ -87,7 +87,7 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     """scripts/demo/train_demo_model.sh at toy sizes: every step runs and a loadable pipeline comes out."""
     python = Path(sys.executable)
     env = {**os.environ, "OUT": str(tmp_path / "run"), "N_TRAIN": "8", "N_EVAL": "2", "VAE_STEPS": "2",
-           "I2V_STEPS": "2", "EVAL_CLIPS": "1", "EVAL_STEPS": "2", "SORAPLAN": f"{python} -m soraplan",
+           "I2V_STEPS": "2", "GUIDANCE": "2.5", "EVAL_CLIPS": "1", "EVAL_STEPS": "2", "SORAPLAN": f"{python} -m soraplan",
            "PYTHON": str(python)}
     result = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh")], env=env,
                             capture_output=True, text=True, timeout=600)
@@ -95,6 +95,7 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     assert "i2v_shape_and_colour_kept_rate" in result.stdout
     pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
     assert pipe.transformer.config.num_layers == 8
+    assert pipe.sampling_settings() == (100, 2.5)  # the recipe's guidance travels with the pipeline
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["world"]["clips"] == 1
     stages = (tmp_path / "run" / "stage_times.txt").read_text().split()[::3]
     assert stages == ["data", "vae", "latents", "text", "i2v", "assemble", "eval"]

@@ -128,6 +128,7 @@ def run(args) -> int:
         pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
+    pipe.set_progress_bar_config(disable=True)  # one line per example says what was made and how fast
     pipe.enable_step_cache(args.cache_threshold)
     steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
