@@ -91,3 +91,33 @@ def write_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
     return path
+
+
+REFINER_WORDS = ("a red blue green circle square triangle moves slowly quickly to the left right up down on "
+                 "black background bright light camera pans scene calm night sunset lake boat sails across").split()
+
+
+def build_tiny_refiner(folder: Path, seed: int = 0, chat_template: bool = True) -> Path:
+    """A caption refiner as the release ships one (a Llama causal LM + a tokenizer with a chat template),
+    tiny and random: it rewrites a prompt into other words of its vocabulary, deterministically."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
+    vocab = {word: i for i, word in enumerate(specials + list(dict.fromkeys(REFINER_WORDS)))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    template = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                        bos_token="<s>", eos_token="</s>")
+    if chat_template:
+        tokenizer.chat_template = template
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=1024, pad_token_id=vocab["<pad>"],
+        bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"]))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

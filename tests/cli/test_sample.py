@@ -57,15 +57,17 @@ def test_direct_paths_keyframes_samples_and_png(assets, tmp_path):
                     "--num_samples_per_prompt", "3", "--crop_for_hw", "--height", "32", "--width", "48",
                     "--save_memory", "--save_img_path", tmp_path, *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.glob("*.mp4"))
     assert names == [f"EulerAncestralDiscrete_0_gs7.5_s3{s}.mp4" for s in ("", "_i0", "_i1", "_i2")]
+    # every output, the grid included, has its record beside it
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [n.replace(".mp4", ".json") for n in names]
     grid, _ = read_video(tmp_path / names[0])
     assert grid.shape[1:3] == (66, 98)  # 2x2 grid of 32x48 with 1-pixel borders
     image = sample("--model_path", assets / "pipe", "--text_prompt", "one", "--conditional_pixel_values_path",
                    assets / "a.png", "--save_img_path", tmp_path / "img", "--num_frames", "1",
                    "--num_sampling_steps", "2", "--max_sequence_length", "24")
     assert image.returncode == 0, image.stderr[-3000:]
-    assert [p.suffix for p in (tmp_path / "img").iterdir()] == [".png"]
+    assert sorted(p.suffix for p in (tmp_path / "img").iterdir()) == [".json", ".png"]
 
 
 def test_two_process_ddp_matches_one_process(assets, tmp_path):
@@ -156,7 +158,7 @@ def test_cfg_parallel_needs_pairs(assets, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--model_path", "/no/such/model"], "neither a pipeline folder"),
+        (["--model_path", "/no/such/model"], "--model_path /no/such/model: no such folder"),
         (["--num_frames", "10"], "num_frames 10 is not 4k+1"),
         (["--conditional_pixel_values_path", "missing.png"], "does not exist"),
         (["--sp"], "--sp needs several processes"),
@@ -219,4 +221,4 @@ def test_gpu_script_runs_on_cpu_with_a_tiny_model(assets, tmp_path):
                              "--num_sampling_steps", "2", "--max_sequence_length", "24", "--dtype", "fp32"],
                             capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"EulerAncestralDiscrete_{i}_gs7.5_s2.mp4" for i in range(3)]
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == [f"EulerAncestralDiscrete_{i}_gs7.5_s2.mp4" for i in range(3)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 
@@ -20,10 +19,13 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     pytest.importorskip("gradio")
+    from soraplan.cli.main import build_parser
     from soraplan.cli.serve import build_server, launch
 
-    args = argparse.Namespace(pipeline=None, host="127.0.0.1", port=free_port(), max_queue=4, device="cpu",
-                              dtype=None, fps=8, output_dir=str(tmp_path_factory.mktemp("ui_out")))
+    argv = ["serve", "--port", str(free_port()), "--max_queue", "4", "--device", "cpu", "--fps", "8",
+            "--output_dir", str(tmp_path_factory.mktemp("ui_out"))]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
     app, generator = build_server(args)
     launch(app, args, block=False)
     yield f"http://{args.host}:{args.port}/", generator

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from PIL import Image
 from soraplan.data import read_video
 from soraplan.demo.assets import DEMO_EXAMPLES
 from soraplan.demo.evaluate import psnr
+from soraplan.provenance import file_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = "fixed: crop and resize to height x width"
@@ -34,15 +38,25 @@ def video_path(output) -> str:
     return output["video"] if isinstance(output, dict) else output
 
 
-def test_image_to_video_and_transition_through_the_api(server):
+def test_image_to_video_and_transition_through_the_api(server, tmp_path):
     url, _ = server
     first, last = DEMO_EXAMPLES / "transition_first.png", DEMO_EXAMPLES / "transition_last.png"
     video, download, report = call(url, prompt="a red triangle moves to the left on a black background",
                                    first=DEMO_EXAMPLES / "i2v_first.png")
     frames, _ = read_video(video_path(video))
-    assert frames.shape == (17, 64, 64, 3) and Path(download).is_file()
+    mp4, sidecar = sorted(download, key=lambda name: Path(name).suffix, reverse=True)  # the video and its record
+    assert frames.shape == (17, 64, 64, 3) and Path(mp4).suffix == ".mp4" and Path(sidecar).suffix == ".json"
     assert "i2v: 17 frames of 64x64, seed 0" in report
     assert psnr(frames[0], np.array(Image.open(DEMO_EXAMPLES / "i2v_first.png").convert("RGB"))) >= 22
+    record = json.loads(Path(sidecar).read_text())
+    assert record["prompt"] == "a red triangle moves to the left on a black background" and record["seed"] == 0
+    assert record["mask_type"] == "i2v" and record["sampler"]["steps"] == 60
+    assert record["conditions"][0]["sha256"] == file_sha256(DEMO_EXAMPLES / "i2v_first.png")
+    # the record is a `soraplan sample` run: it makes the same frames from the command line
+    replay = subprocess.run([sys.executable, "-m", "soraplan", "sample", "--from_json", sidecar, "--save_img_path",
+                             str(tmp_path), "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert "frames identical to the recorded video" in replay.stdout
 
     video, _, report = call(url, prompt="an orange square moves up on a gradient gray background", first=first,
                             last=last, step_cache=True)

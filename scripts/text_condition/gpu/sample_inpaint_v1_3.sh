@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Image-to-video sampling with the released Open-Sora Plan v1.3 I2V model: the reference's
 # scripts/text_condition/gpu/sample_inpaint_v1_3.sh with soraplan as the entry point.
-# Point the paths at your downloads (or any soraplan pipeline folder as MODEL_PATH); extra flags
+# The paths default to the release's Hub ids (fetched on first use); point them at local folders, or
+# MODEL_PATH at any soraplan pipeline folder (its own VAE and text encoder are then used); extra flags
 # after the script name are passed on (later flags win), e.g. `--sp` or `--dtype bf16`.
 set -euo pipefail
-MODEL_PATH=${MODEL_PATH:-/path/to/Open-Sora-Plan-v1.3.0/any93x640x640_i2v}
-AE_PATH=${AE_PATH:-/path/to/Open-Sora-Plan-v1.3.0/vae}
-TEXT_ENCODER=${TEXT_ENCODER:-/path/to/google/mt5-xxl}
+MODEL_PATH=${MODEL_PATH:-LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640_i2v}
+AE_PATH=${AE_PATH:-LanguageBind/Open-Sora-Plan-v1.3.0/vae}
+TEXT_ENCODER=${TEXT_ENCODER:-google/mt5-xxl}
 PROMPTS=${PROMPTS:-examples/cond_prompt.txt}
 CONDITIONS=${CONDITIONS:-examples/cond_pix_path.txt}
 NPROC=${NPROC:-8}

@@ -2,9 +2,9 @@
 # Text-to-video sampling with the released Open-Sora Plan v1.3 T2V model (any93x640x640 folder),
 # through the same soraplan entry point as image-to-video. Extra flags are passed on.
 set -euo pipefail
-MODEL_PATH=${MODEL_PATH:-/path/to/Open-Sora-Plan-v1.3.0/any93x640x640}
-AE_PATH=${AE_PATH:-/path/to/Open-Sora-Plan-v1.3.0/vae}
-TEXT_ENCODER=${TEXT_ENCODER:-/path/to/google/mt5-xxl}
+MODEL_PATH=${MODEL_PATH:-LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640}
+AE_PATH=${AE_PATH:-LanguageBind/Open-Sora-Plan-v1.3.0/vae}
+TEXT_ENCODER=${TEXT_ENCODER:-google/mt5-xxl}
 PROMPTS=${PROMPTS:-examples/sora.txt}
 NPROC=${NPROC:-8}
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # I2V training of Open-Sora Plan v1.3 (the reference's scripts/text_condition/gpu/train_inpaint_v1_3.sh)
-# with soraplan as the entry point. Set the paths; LAUNCH overrides the launcher, e.g. on a CPU:
+# with soraplan as the entry point. Set DATA; the model paths default to the release's Hub ids (fetched
+# on first use) or take local folders. LAUNCH overrides the launcher, e.g. on a CPU:
 #   LAUNCH="torchrun --nproc_per_node 2" bash scripts/text_condition/gpu/train_inpaint_v1_3.sh --max_train_steps 10
 # Extra flags after the script name are passed on (later flags win).
 set -euo pipefail
 DATA=${DATA:-scripts/train_data/video_data.txt}
 MODEL=${MODEL:-OpenSoraInpaint_v1_3-2B/122}
-PRETRAINED=${PRETRAINED:-/path/to/Open-Sora-Plan-v1.3.0/any93x640x640}
-AE_PATH=${AE_PATH:-/path/to/Open-Sora-Plan-v1.3.0/vae}
-TEXT_ENCODER=${TEXT_ENCODER:-/path/to/google/mt5-xxl}
+PRETRAINED=${PRETRAINED:-LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640}
+AE_PATH=${AE_PATH:-LanguageBind/Open-Sora-Plan-v1.3.0/vae}
+TEXT_ENCODER=${TEXT_ENCODER:-google/mt5-xxl}
 OUTPUT_DIR=${OUTPUT_DIR:-runs/inpaint_93x640x640}
 LAUNCH=${LAUNCH:-accelerate launch --config_file scripts/accelerate_configs/deepspeed_zero2_config.yaml}
 

@@ -17,14 +17,16 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
+from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_sampling_defaults,
+                      check_cache_threshold, check_sampling_defaults, resolve_model_flag)
 
 CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet for viewing
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="animate examples (or your image/video) with the embedded demo model")
-    p.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded demo model)")
+    p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
+    add_hub_options(p, "--pipeline")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
     p.add_argument("--image", action="append", default=None,
                    help="conditioning image; once: image-to-video, twice: first/last-frame transition, "
@@ -124,7 +126,9 @@ def run(args) -> int:
     transformers.utils.logging.disable_progress_bar()
     started = time.time()
     try:
-        folder = args.pipeline or demo_pipeline_path()
+        source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
+                                    unless_pipeline=NOT_A_PIPELINE)
+        folder = source.folder if source else demo_pipeline_path()
         pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
+from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_sampling_defaults,
+                      check_cache_threshold, check_sampling_defaults, resolve_model_flag)
 
 # the targets the shipped demo model must meet on the world's held-out clips; --check turns a miss into
 # exit status 1. On clips drawn by other means (soraplan.demo.drawn) the fractions may be DRAWN_SLACK lower.
@@ -28,7 +29,8 @@ SETS = ("world", "drawn")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="measure a pipeline on held-out clips of the synthetic world")
-    p.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded demo model)")
+    p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
+    add_hub_options(p, "--pipeline")
     p.add_argument("--data", default=None, help="data.txt of a world from `soraplan data synth` (default: "
                    f"--clips clips of the world with seed {HELD_OUT_SEED}, never trained on, in a temporary folder)")
     p.add_argument("--clips", type=int, default=64, help="held-out clips per set (each is used for every task)")
@@ -111,7 +113,9 @@ def run(args) -> int:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     try:
-        folder = args.pipeline or demo_pipeline_path()
+        source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
+                                    unless_pipeline=NOT_A_PIPELINE)
+        folder = source.folder if source else demo_pipeline_path()
         pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None

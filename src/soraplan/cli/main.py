@@ -6,11 +6,11 @@ import argparse
 import os
 import sys
 
-from . import data, demo, evaluate, inspect, sample, serve, train, train_vae
+from . import data, demo, download, evaluate, inspect, sample, serve, train, train_vae
 from ..utils.memory import keep_freed_memory
 from .errors import UserError
 
-COMMANDS = (sample, train, demo, evaluate, serve, inspect, train_vae, data)
+COMMANDS = (sample, train, demo, evaluate, serve, inspect, train_vae, data, download)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as typed, for the provenance of outputs
     if os.environ.get("SORAPLAN_KEEP_FREED_MEMORY", "0") == "1":
         keep_freed_memory()  # a whole-process choice, made here only on request; see soraplan.utils.memory
     try:

@@ -32,3 +32,32 @@ def check_sampling_defaults(args) -> None:
         raise UserError("--num_sampling_steps must be at least 1")
     if args.guidance_scale is not None and args.guidance_scale < 0:
         raise UserError(f"--guidance_scale must be >= 0, got {args.guidance_scale}")
+
+
+NOT_A_PIPELINE = ("not a pipeline folder (no model_index.json); a transformer folder samples with `soraplan sample "
+                  "--model_path ... --ae_path ... --text_encoder_name_1 ...`")
+
+
+def add_hub_options(parser, flag: str) -> None:
+    """``--subfolder`` and ``--revision`` for the command's main model flag (``flag``); every other model
+    flag names its own as ``ORG/NAME/SUBFOLDER@REVISION``."""
+    parser.add_argument("--subfolder", default=None, help=f"folder inside {flag} (a Hub repository or a local folder)")
+    parser.add_argument("--revision", default=None,
+                        help=f"branch, tag or commit of a Hub id given to {flag} (default: main)")
+
+
+def resolve_model_flag(value, flag: str, subfolder: str | None = None, revision: str | None = None,
+                       cache_dir: str | None = None, unless_pipeline: str | None = None):
+    """A local folder for a model flag's value (a folder or a Hub id); one-line UserError otherwise.
+
+    Returns the soraplan.hub.ModelSource, or None for an unset flag.
+    """
+    if value is None:
+        return None
+    from ..hub import ModelSourceError, resolve_model
+
+    try:
+        return resolve_model(value, subfolder=subfolder, revision=revision, what=flag, cache_dir=cache_dir,
+                             unless_pipeline=unless_pipeline)
+    except ModelSourceError as error:
+        raise UserError(str(error)) from None

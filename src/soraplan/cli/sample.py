@@ -13,13 +13,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..hub import RELEASE_CAPTION_REFINER
 from .errors import UserError
-from .options import add_cache_threshold, add_sampling_defaults, check_cache_threshold, check_sampling_defaults
+from .sample_record import Job, check_models, prepare_replay, sample_record
+from .options import (add_cache_threshold, add_hub_options, add_sampling_defaults, check_cache_threshold,
+                      check_sampling_defaults, resolve_model_flag)
 
 DEFAULT_TEMPLATE = "\n    high quality, high aesthetic, {}\n    "
 DEFAULT_NEGATIVE = (
@@ -33,15 +37,27 @@ def add_parser(subparsers) -> None:
     from ..schedulers import SAMPLE_METHODS
 
     p = subparsers.add_parser("sample", help="generate videos from prompts and conditioning images / videos")
-    p.add_argument("--model_path", required=True, help="pipeline folder, or the release's inpaint transformer folder")
+    p.add_argument("--model_path", help=(
+        "pipeline folder, or the release's inpaint transformer folder; a local folder or a Hub id "
+        "(LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640_i2v)"))
+    add_hub_options(p, "--model_path")
     p.add_argument("--version", default="v1_3", choices=["v1_3"])
     p.add_argument("--model_type", default="inpaint", choices=["inpaint", "i2v", "t2v"])
     p.add_argument("--ae", default="WFVAEModel_D8_4x8x8", help="accepted for compatibility; only WF-VAE D8 exists")
-    p.add_argument("--ae_path", help="WF-VAE folder (with a transformer --model_path)")
-    p.add_argument("--text_encoder_name_1", help="local T5/mT5 folder (with a transformer --model_path)")
+    p.add_argument("--ae_path", help=(
+        "WF-VAE folder or Hub id (LanguageBind/Open-Sora-Plan-v1.3.0/vae), with a transformer --model_path"))
+    p.add_argument("--text_encoder_name_1", help=(
+        "T5/mT5 folder or Hub id (google/mt5-xxl), with a transformer --model_path"))
     p.add_argument("--text_encoder_name_2", help="unused by v1.3; accepted for compatibility")
-    p.add_argument("--cache_dir", help="accepted for compatibility; nothing is downloaded")
-    p.add_argument("--text_prompt", nargs="+", required=True, help="prompts, or one .txt file with a prompt per line")
+    p.add_argument("--caption_refiner", default=None, help=(
+        "rewrite each prompt with this instruction-tuned causal LM (folder or Hub id) before sampling; the "
+        f"release's is {RELEASE_CAPTION_REFINER}"))
+    p.add_argument("--refine_caption", action="store_true", help=(
+        "rewrite each prompt with --caption_refiner (default: the release's refiner)"))
+    p.add_argument("--enhance_video", default=None, help=(
+        "not supported: the reference's video super-resolution model is not part of its release"))
+    p.add_argument("--cache_dir", help="where Hub ids are downloaded (default: the Hugging Face cache, HF_HOME)")
+    p.add_argument("--text_prompt", nargs="+", help="prompts, or one .txt file with a prompt per line")
     p.add_argument("--conditional_pixel_values_path", help=(
         "a .txt file with one line per prompt of comma-separated image/video paths, or such a list itself"))
     p.add_argument("--conditional_pixel_values_indices", help=(
@@ -69,6 +85,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--crf", type=int, default=18, help="H.264 quality of the mp4s (0 = lossless, 51 = worst)")
     p.add_argument("--save_img_path", default="./sample_videos")
+    p.add_argument("--from_json", default=None, metavar="SIDECAR", help=(
+        "regenerate the video a sidecar (.json written beside every output, or the mp4 itself) records; "
+        "written to replay/ beside it unless --save_img_path is given"))
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dtype", choices=list(DTYPES), help="default fp16 on GPU, fp32 on CPU")
     p.add_argument("--enable_tiling", action="store_true", help="chunked VAE encode/decode")
@@ -109,27 +128,41 @@ def read_per_prompt_lists(value: str | None, count: int, what: str) -> list[list
     return [[item.strip() for item in value.split(",")]] * count
 
 
-def save_outputs(videos: np.ndarray, folder: Path, stem: str, fps: int, crf: int = 18) -> list[Path]:
-    """One mp4 (PNG for single frames) per sample, plus a grid when there are several."""
+def save_outputs(videos: np.ndarray, folder: Path, stem: str, fps: int, crf: int = 18,
+                 record: dict | None = None) -> list[Path]:
+    """One mp4 (PNG for single frames) per sample, plus a grid when there are several.
+
+    With ``record`` (soraplan.cli.sample_record) every output also gets a ``<name>.json`` sidecar, and the
+    same JSON goes inside the mp4 (its comment) or PNG (a text chunk).
+    """
     from ..data.video_io import write_video
+    from ..provenance import PNG_KEY, frames_sha256, to_json, write_sidecar
 
     written = []
     names = [stem] if len(videos) == 1 else [f"{stem}_i{k}" for k in range(len(videos))]
+    outputs = [(name, video, None if len(videos) == 1 else k) for k, (name, video) in enumerate(zip(names, videos))]
     if len(videos) > 1:
-        videos_and_grid = list(zip(names, videos)) + [(stem, make_grid(videos))]
-    else:
-        videos_and_grid = list(zip(names, videos))
-    for name, video in videos_and_grid:
-        if video.shape[0] == 1:
+        outputs.append((stem, make_grid(videos), "grid"))
+    for name, video, sample_index in outputs:
+        suffix = ".png" if video.shape[0] == 1 else ".mp4"
+        path = folder / f"{name}{suffix}"
+        text = None
+        if record is not None:
+            own = {**record, "output": path.name, "sample_index": sample_index, "frames_sha256": frames_sha256(video)}
+            text = to_json(own)
+            write_sidecar(path, own)
+        if suffix == ".png":
             from PIL import Image
+            from PIL.PngImagePlugin import PngInfo
 
-            path = folder / f"{name}.png"
+            info = PngInfo()
+            if text is not None:
+                info.add_itxt(PNG_KEY, text)
             partial = folder / f".{name}.partial.png"
-            Image.fromarray(video[0]).save(partial)
+            Image.fromarray(video[0]).save(partial, pnginfo=info)
             os.replace(partial, path)
         else:
-            path = folder / f"{name}.mp4"
-            write_video(path, video, fps=fps, crf=crf)
+            write_video(path, video, fps=fps, crf=crf, comment=text)
         written.append(path)
     return written
 
@@ -177,11 +210,24 @@ def _npu_available() -> bool:
     return torch.npu.is_available()
 
 
-def run(args) -> int:
-    from ..masks import MaskType
-    from ..pipelines import load_pipeline
-    from ..schedulers import build_scheduler
+def option_defaults() -> dict:
+    """Every sample option's default (to tell what a command line gave from what it left out)."""
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return vars(parser.parse_args(["sample"]))
 
+
+def check_arguments(args) -> None:
+    """Everything that can be checked before a model loads."""
+    if args.enhance_video:
+        raise UserError("--enhance_video is not supported: the reference's video super-resolution model is not "
+                        "part of its release; upscale the generated mp4s with a separate video super-resolution "
+                        "tool")
+    if args.model_path is None:
+        raise UserError("give --model_path (a pipeline folder, a transformer folder or a Hub id), or --from_json "
+                        "to regenerate a recorded video")
+    if not args.text_prompt:
+        raise UserError("give --text_prompt (prompts, or a .txt file with one prompt per line)")
     if "{}" not in args.prompt_template:
         raise UserError("--prompt_template must contain '{}' where the prompt goes")
     if not 0 <= args.crf <= 51:
@@ -190,6 +236,13 @@ def run(args) -> int:
         raise UserError("--num_samples_per_prompt must be at least 1")
     check_cache_threshold(args)
     check_sampling_defaults(args)
+    if (args.ae_path is None) != (args.text_encoder_name_1 is None):
+        raise UserError("give both --ae_path and --text_encoder_name_1 (a transformer folder), or neither "
+                        "(a pipeline folder)")
+
+
+def plan_jobs(args) -> list[Job]:
+    """One job per prompt, with its own conditioning files and indices."""
     prompts = read_prompts(args.text_prompt)
     if not prompts:
         raise UserError("no prompts given")
@@ -200,6 +253,40 @@ def run(args) -> int:
             indices = [[int(i) for i in line] for line in indices]
         except ValueError:
             raise UserError("--conditional_pixel_values_indices must be comma-separated integers") from None
+    return [Job(index, prompt, conditions[index] if conditions else None, indices[index] if indices else None)
+            for index, prompt in enumerate(prompts)]
+
+
+def refine_prompts(jobs: list[Job], source, dtype: torch.dtype, device: torch.device, rank: int,
+                   announce: bool) -> None:
+    """Each job's prompt rewritten by the caption refiner, which is freed before the video model loads."""
+    import gc
+
+    from ..models.caption_refiner import CaptionRefiner
+
+    try:
+        refiner = CaptionRefiner.from_pretrained(str(source.folder), dtype=dtype, device=device)
+    except (ValueError, OSError) as error:
+        raise UserError(f"--caption_refiner {source.spec}: {error}") from None
+    for job in jobs:
+        job.refined = refiner(job.prompt)
+        if announce:
+            print(f"[rank {rank}] prompt {job.index} refined: {job.refined}", flush=True)
+    del refiner
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run(args) -> int:
+    from ..masks import MaskType
+    from ..pipelines import load_pipeline
+    from ..provenance import condition_record, frames_sha256, model_record
+    from ..schedulers import build_scheduler
+
+    replay = prepare_replay(args, option_defaults()) if args.from_json else None
+    check_arguments(args)
+    jobs = [replay.job] if replay else plan_jobs(args)
 
     import diffusers
     import transformers
@@ -208,11 +295,50 @@ def run(args) -> int:
     transformers.utils.logging.disable_progress_bar()
     rank, world, device = setup_distributed(args.device)
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type in ("cuda", "npu") else torch.float32)
+    from ..parallel import sampling_layout
+
+    try:
+        layout = sampling_layout(args.sp, args.cfg_parallel)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    mine = [job for position, job in enumerate(jobs) if position % layout.units == layout.unit]  # data parallel
+    for job in mine:  # hashed now: the record must describe the files as they were read
+        for path in job.conditions or []:
+            if not Path(path).is_file():
+                raise UserError(f"prompt {job.index}: conditioning file {path} does not exist")
+        if job.conditions and job.condition_records is None:
+            job.condition_records = [condition_record(path) for path in job.conditions]
+
+    # every model flag resolved (and fetched) before anything loads, so a wrong one fails in seconds
+    alone = None if args.ae_path else (
+        "a transformer folder, not a pipeline: also give --ae_path and --text_encoder_name_1 "
+        "(the release's: LanguageBind/Open-Sora-Plan-v1.3.0/vae and google/mt5-xxl)")
+    model = resolve_model_flag(args.model_path, "--model_path", args.subfolder, args.revision, args.cache_dir,
+                               unless_pipeline=alone)
+    vae = text_encoder = None
+    if (model.folder / "model_index.json").is_file():  # a pipeline brings its own: fetch nothing more
+        if args.ae_path and rank == 0:
+            print(f"note: {args.model_path} is a pipeline folder; its own VAE and text encoder are used, "
+                  "--ae_path and --text_encoder_name_1 are ignored", file=sys.stderr)
+    else:
+        vae = resolve_model_flag(args.ae_path, "--ae_path", cache_dir=args.cache_dir)
+        text_encoder = resolve_model_flag(args.text_encoder_name_1, "--text_encoder_name_1",
+                                          cache_dir=args.cache_dir)
+    refiner_spec = args.caption_refiner or (RELEASE_CAPTION_REFINER if args.refine_caption else None)
+    refiner = resolve_model_flag(refiner_spec, "--caption_refiner", cache_dir=args.cache_dir) if mine else None
+    models = {"model_path": model_record(model), "ae_path": model_record(vae),
+              "text_encoder_name_1": model_record(text_encoder)}
+    if replay:
+        check_models(replay, models)
+    refiner_record = replay.record.get("caption_refiner") if replay else model_record(refiner)
+    if refiner is not None:
+        refine_prompts(mine, refiner, dtype, device, rank, announce=layout.writer)
+
     try:
         scheduler = build_scheduler(args.sample_method, args.prediction_type, args.rescale_betas_zero_snr,
                                     args.v1_5_scheduler)
-        pipe = load_pipeline(args.model_path, args.ae_path, args.text_encoder_name_1, scheduler, dtype,
-                             model_type=args.model_type)
+        pipe = load_pipeline(str(model.folder), vae and str(vae.folder), text_encoder and str(text_encoder.folder),
+                             scheduler, dtype, model_type=args.model_type)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     if args.save_memory:
@@ -225,14 +351,8 @@ def run(args) -> int:
         pipe.to(device)
         if args.enable_tiling:
             pipe.vae.enable_tiling()
-    from ..parallel import sampling_layout
-
-    try:
-        layout = sampling_layout(args.sp, args.cfg_parallel)
-        if layout.sequence is not None:
-            pipe.enable_sequence_parallel(layout.sequence)
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    if layout.sequence is not None:
+        pipe.enable_sequence_parallel(layout.sequence)
     pipe.enable_cfg_parallel(layout.cfg)
     pipe.enable_step_cache(args.cache_threshold)
     if args.fuse_qkv:
@@ -246,15 +366,13 @@ def run(args) -> int:
 
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for index, prompt in enumerate(prompts):
-        if index % layout.units != layout.unit:  # data parallel: prompts are dealt out to the units
-            continue
-        stem = f"{args.sample_method}_{index}_gs{guidance}_s{steps}"
+    for job in mine:
+        stem = f"{args.sample_method}_{job.index}_gs{guidance}_s{steps}"
         try:
             result = pipe(
-                args.prompt_template.format(prompt),
-                conditions=conditions[index] if conditions else None,
-                condition_indices=indices[index] if indices else None,
+                args.prompt_template.format(job.text),
+                conditions=job.conditions,
+                condition_indices=job.indices,
                 mask_type=MaskType(args.mask_type) if args.mask_type else None,
                 negative_prompt=args.negative_prompt,
                 num_frames=args.num_frames, height=args.height, width=args.width,
@@ -265,15 +383,39 @@ def run(args) -> int:
                 max_sequence_length=args.max_sequence_length,
             )
         except (FileNotFoundError, ValueError) as error:
-            raise UserError(f"prompt {index}: {error}") from None
+            raise UserError(f"prompt {job.index}: {error}") from None
         if not layout.writer:  # every rank of a unit holds the same result
             continue
         cache = pipe.step_cache_stats
         saved = f", {cache.computed}/{cache.calls} transformer evaluations" if cache is not None else ""
-        for path in save_outputs(result.videos, out_dir, stem, args.fps, args.crf):
-            print(f"[rank {rank}] prompt {index} ({result.mask_type.value}{saved}): {path}")
+        frames, height, width = result.videos.shape[1:4]
+        record = sample_record(args, job, mask_type=result.mask_type.value, steps=steps, guidance=guidance,
+                               dtype=dtype, device=device, world=world, models=models, refiner=refiner_record,
+                               frames=frames, height=height, width=width)
+        for path in save_outputs(result.videos, out_dir, stem, args.fps, args.crf, record):
+            print(f"[rank {rank}] prompt {job.index} ({result.mask_type.value}{saved}): {path}")
+        if replay:
+            report_replay(replay, result.videos, stem, frames_sha256)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 
+
+def report_replay(replay, videos: np.ndarray, stem: str, frames_sha256) -> None:
+    """Say whether the regenerated output the sidecar described has the recorded frames."""
+    recorded, which = replay.record.get("frames_sha256"), replay.record.get("sample_index")
+    if which == "grid":
+        video = make_grid(videos)
+    else:
+        video = videos[which or 0] if which is None or which < len(videos) else None
+    if recorded is None or video is None:
+        return
+    if frames_sha256(video) == recorded:
+        print(f"replay of {replay.record.get('output')}: frames identical to the recorded video")
+    elif replay.overrides:
+        print(f"replay of {replay.record.get('output')} with {', '.join(replay.overrides)} changed: a variation, "
+              "frames differ from the recorded video")
+    else:
+        print(f"replay of {replay.record.get('output')}: frames differ from the recorded video (another machine, "
+              "dtype, device or library version gives other rounding)")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 from .errors import UserError
+from .options import NOT_A_PIPELINE, add_hub_options, resolve_model_flag
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="web app: upload an image, write a prompt, watch the video")
-    p.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded demo model)")
+    p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
+    add_hub_options(p, "--pipeline")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max_queue", type=int, default=16, help="requests waiting at most; more are turned away")
@@ -38,7 +43,9 @@ def build_server(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
     try:
-        folder = args.pipeline or demo_pipeline_path()
+        source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
+                                    unless_pipeline=NOT_A_PIPELINE)
+        folder = source.folder if source else demo_pipeline_path()
         pipe = load_pipeline(str(folder), torch_dtype=dtype).to(device)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
@@ -46,7 +53,11 @@ def build_server(args):
     # the demo model is trained on 17 frames of 64x64; a released model defaults to its 93x352x640
     defaults = {} if is_demo else {"num_frames": 93, "height": 352, "width": 640, "max_area": 236544}
     defaults["steps"], defaults["guidance_scale"] = pipe.sampling_settings()  # the pipeline folder's own
-    generator = VideoGenerator(pipe, output_dir=args.output_dir, fps=args.fps)
+    from ..hub import ModelSource
+
+    source = source or ModelSource(spec=str(folder), folder=Path(folder))
+    recorder = web_recorder(source, dtype, device, args.fps, getattr(args, "argv", ["serve"]))
+    generator = VideoGenerator(pipe, output_dir=args.output_dir, fps=args.fps, recorder=recorder)
     return build_app(generator, shipped_examples() if is_demo else None, defaults=defaults), generator
 
 
@@ -67,3 +78,33 @@ def run(args) -> int:
     app, _ = build_server(args)
     launch(app, args)
     return 0
+
+
+def web_recorder(source, dtype, device, fps: int, argv: list[str]):
+    """The web app's videos recorded as ``soraplan sample`` runs, so ``soraplan sample --from_json`` makes
+    one again: a request maps onto sample options (the prompt as typed, no template, its negative prompt)."""
+    from ..provenance import condition_record, model_record
+    from .sample import option_defaults
+    from .sample_record import Job, sample_record
+
+    models = {"model_path": model_record(source), "ae_path": None, "text_encoder_name_1": None}
+    defaults = option_defaults()
+
+    def record(arguments: dict, seed: int, request, result) -> dict:
+        args = argparse.Namespace(**{**defaults, "argv": argv})
+        args.model_path = str(source.folder)
+        args.prompt_template, args.negative_prompt = "{}", arguments["negative_prompt"] or ""
+        args.mask_type = arguments["mask_type"]
+        for key in ("num_frames", "height", "width", "crop_for_hw", "max_hxw"):
+            setattr(args, key, arguments[key])
+        args.sample_method, args.seed, args.fps, args.crf = request.scheduler, seed, fps, 18
+        args.cache_threshold = request.cache_threshold if request.step_cache else 0.0
+        conditions = arguments["conditions"]
+        job = Job(0, arguments["prompt"], conditions, arguments["condition_indices"],
+                  condition_records=[condition_record(path) for path in conditions] if conditions else None)
+        frames, height, width = result.videos.shape[1:4]
+        return sample_record(args, job, mask_type=result.mask_type.value, steps=arguments["num_inference_steps"],
+                             guidance=arguments["guidance_scale"], dtype=dtype, device=device, world=1,
+                             models=models, refiner=None, frames=frames, height=height, width=width)
+
+    return record

@@ -11,14 +11,15 @@ import os
 
 from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 from .errors import UserError
+from .options import resolve_model_flag
 
 HELPS = {
     "data": "data.txt with DATA_ROOT,ANNOTATION lines",
     "output_dir": "checkpoint-N/ folders, model/ (final), metrics.jsonl",
-    "model": "registry name (OpenSoraInpaint_v1_3-2B/122) or a folder with a config.json",
-    "pretrained": "T2V or I2V transformer folder to initialise from",
-    "ae_path": "WF-VAE folder",
-    "text_encoder_name_1": "local T5/mT5 folder (encoder + tokenizer)",
+    "model": "registry name (OpenSoraInpaint_v1_3-2B/122), or a folder or Hub id with a config.json",
+    "pretrained": "T2V or I2V transformer (folder or Hub id) to initialise from",
+    "ae_path": "WF-VAE folder or Hub id (LanguageBind/Open-Sora-Plan-v1.3.0/vae)",
+    "text_encoder_name_1": "T5/mT5 folder or Hub id (google/mt5-xxl): encoder + tokenizer",
     "mask_config": "YAML with mask_type_ratio_dict_video/_image and min/max_clear_ratio",
     "resume_from_checkpoint": "'latest' or a checkpoint-N folder",
     "validation_data": "data.txt of held-out clips: a validation loss at fixed noise every --validation_steps",
@@ -40,11 +41,26 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def with_local_folders(config):
+    """The config with every model flag given as a Hub id replaced by its local (cached) folder."""
+    import dataclasses
+
+    from ..training.i2v_trainer import REGISTRY
+
+    changes = {}
+    for name in ("model", "pretrained", "ae_path", "text_encoder_name_1"):
+        value = getattr(config, name)
+        if value is not None and not (name == "model" and value in REGISTRY):
+            changes[name] = str(resolve_model_flag(value, f"--{name}").folder)
+    return dataclasses.replace(config, **changes)
+
+
 def run(args) -> int:
     from ..training.i2v_trainer import TrainConfig, train
 
     try:
         config = dataclass_from_args(TrainConfig, args)  # validates the data flags before anything loads
+        config = with_local_folders(config)
         result = train(config)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
         raise UserError(str(error)) from None

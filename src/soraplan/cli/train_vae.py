@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+
 from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 from .errors import UserError
+from .options import resolve_model_flag
 
 
 def add_parser(subparsers) -> None:
@@ -17,7 +20,7 @@ def add_parser(subparsers) -> None:
         "video_path": "folder of training videos (searched recursively)",
         "ckpt_dir": "output folder: checkpoint-N/, vae/ (final model), metrics.jsonl",
         "model_config": "WF-VAE config.json to train from scratch",
-        "pretrained_model_name_or_path": "WF-VAE folder to fine-tune",
+        "pretrained_model_name_or_path": "WF-VAE folder or Hub id (LanguageBind/Open-Sora-Plan-v1.3.0/vae) to fine-tune",
         "eval_video_path": "folder of held-out videos; PSNR is reported on them",
         "num_frames": "frames per clip, 4k+1",
         "resolution": "square clip size in pixels, multiple of 8",
@@ -54,6 +57,9 @@ def run(args) -> int:
 
     config = dataclass_from_args(VAETrainConfig, args)
     validate(config)
+    if config.pretrained_model_name_or_path:
+        source = resolve_model_flag(config.pretrained_model_name_or_path, "--pretrained_model_name_or_path")
+        config = dataclasses.replace(config, pretrained_model_name_or_path=str(source.folder))
     try:
         result = train_vae(config)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:

@@ -34,11 +34,13 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     return np.stack(frames), fps
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0, crf: int = 18) -> None:
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0, crf: int = 18,
+                comment: str | None = None) -> None:
     """Write (T, H, W, 3) uint8 RGB frames as H.264 mp4; written to a temporary name, then renamed.
 
     ``crf`` is x264's quality (lower is better; 0 is lossless, so the decoded frames are exactly the
     YUV 4:2:0 version of the input even though x264's byte stream is not bit-reproducible).
+    ``comment`` goes into the container's metadata (the mp4 ``comment`` tag; players and ffprobe show it).
     """
     frames = np.ascontiguousarray(frames)  # PyAV reads the raw buffer: strided views would be garbled
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -51,6 +53,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0, crf: in
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
     try:
         with av.open(str(partial), mode="w") as container:
+            if comment is not None:
+                container.metadata["comment"] = comment
             stream = container.add_stream("libx264", rate=_rate(fps))
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"

@@ -60,7 +60,8 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
             path, report = generator.generate(request)
         except RequestError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return str(path), str(path), report
+        sidecar = path.with_suffix(".json")
+        return str(path), [str(path)] + ([str(sidecar)] if sidecar.is_file() else []), report
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
@@ -97,7 +98,8 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                                                     label="Cache threshold")
             with gr.Column(scale=1):
                 result = gr.Video(label="Result", autoplay=True, loop=True, elem_id="result-video")
-                download = gr.File(label="Download")
+                download = gr.File(label="Download (the video and its record: prompt, seed, settings, models)",
+                                   file_count="multiple")
                 report = gr.Markdown(elem_id="report")
         inputs = [prompt, negative_prompt, first_frame, last_frame, keyframes, keyframe_positions, video, mask_type,
                   num_frames, resolution_mode, height, width, max_area, steps, guidance_scale, scheduler, seed,

@@ -140,9 +140,12 @@ def pipeline_arguments(request: Request) -> dict:
 class VideoGenerator:
     """One pipeline shared by every visitor; one generation at a time (the lock backs up the queue)."""
 
-    def __init__(self, pipe, output_dir: str | Path | None = None, fps: int = 8):
+    def __init__(self, pipe, output_dir: str | Path | None = None, fps: int = 8, recorder=None):
+        """``recorder(arguments, seed, request, result) -> dict``: the provenance record of one video
+        (soraplan.provenance), written beside it as ``<name>.json`` and into the mp4; None writes none."""
         self.pipe = pipe
         self.fps = fps
+        self.recorder = recorder
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="soraplan-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -159,8 +162,10 @@ class VideoGenerator:
         return self._schedulers[name]
 
     def generate(self, request: Request) -> tuple[Path, str]:
-        """(mp4 path, one-line report); RequestError for anything the user can fix."""
+        """(mp4 path, one-line report); RequestError for anything the user can fix. The record, when
+        there is a recorder, is ``path.with_suffix(".json")``."""
         from ..data.video_io import write_video
+        from ..provenance import frames_sha256, to_json, write_sidecar
 
         arguments = pipeline_arguments(request)
         seed = random.randrange(2**31) if request.random_seed else int(request.seed)
@@ -178,7 +183,13 @@ class VideoGenerator:
         seconds = time.time() - started
         video = result.videos[0]  # (T, H, W, 3) uint8
         path = self.output_dir / f"soraplan_{int(time.time() * 1000)}_{seed}.mp4"
-        write_video(path, video, fps=self.fps)
+        comment = None
+        if self.recorder is not None:
+            record = {**self.recorder(arguments, seed, request, result), "output": path.name, "sample_index": None,
+                      "frames_sha256": frames_sha256(video)}
+            write_sidecar(path, record)
+            comment = to_json(record)
+        write_video(path, video, fps=self.fps, comment=comment)
         report = (f"{result.mask_type.value}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
                   f"seed {seed}, {request.scheduler} {request.steps} steps, {seconds:.1f} s")
         if cache is not None:
