@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-ui bench clean
+.PHONY: install demo test test-slow test-ui bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(INSTALLED)
 	$(BIN)/soraplan demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m "not browser"
+	$(BIN)/python -m pytest -q -m "not browser and not slow"
+
+# the few tests that take minutes each (the demo recipe end to end); CI runs them too
+test-slow: $(INSTALLED)
+	$(BIN)/python -m pytest -q -m "slow"
 
 # the browser test of `soraplan serve`: headless Chromium (Debian's package, installed when missing)
 test-ui: $(INSTALLED)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from soraplan.demo.recipe import assemble_pipeline, write_examples, write_latent_stats
 from soraplan.demo.text_encoder import MAX_TOKENS, build_text_encoder, save_text_encoder
@@ -83,11 +84,12 @@ def test_examples_name_files_that_exist(tmp_path):
         assert all((folder / name).is_file() for name in example["conditions"])
 
 
+@pytest.mark.slow
 def test_the_recipe_script_runs_end_to_end(tmp_path):
     """scripts/demo/train_demo_model.sh at toy sizes: every step runs and a loadable pipeline comes out."""
     python = Path(sys.executable)
     env = {**os.environ, "OUT": str(tmp_path / "run"), "N_TRAIN": "8", "N_EVAL": "2", "VAE_STEPS": "2",
-           "I2V_STEPS": "2", "GUIDANCE": "2.5", "EVAL_CLIPS": "1", "EVAL_STEPS": "2", "SORAPLAN": f"{python} -m soraplan",
+           "I2V_STEPS": "2", "I2V_MORE_STEPS": "2", "GUIDANCE": "2.5", "EVAL_CLIPS": "1", "EVAL_STEPS": "2", "SORAPLAN": f"{python} -m soraplan",
            "PYTHON": str(python)}
     result = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh")], env=env,
                             capture_output=True, text=True, timeout=600)
@@ -98,7 +100,11 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     assert pipe.sampling_settings() == (100, 2.5)  # the recipe's guidance travels with the pipeline
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["world"]["clips"] == 1
     stages = (tmp_path / "run" / "stage_times.txt").read_text().split()[::3]
-    assert stages == ["data", "vae", "latents", "text", "i2v", "assemble", "eval"]
+    assert stages == ["data", "vae", "latents", "text", "i2v", "i2v_more", "assemble", "eval"]
+    # the second I2V run starts from the first's EMA weights, and the pipeline holds its result
+    shipped = load_file(tmp_path / "run" / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors")
+    second = load_file(tmp_path / "run" / "i2v_more_run" / "model_ema" / "diffusion_pytorch_model.safetensors")
+    assert shipped.keys() == second.keys() and all(torch.equal(shipped[k], second[k]) for k in shipped)
     # one stage at a time: finished work is kept (the VAE resumes at its last step and stops)
     again = subprocess.run(["bash", str(ROOT / "scripts" / "demo" / "train_demo_model.sh"), "data", "vae"], env=env,
                            capture_output=True, text=True, timeout=600)
