@@ -3,7 +3,8 @@
 # a synthetic world, a tiny WF-VAE (soraplan train-vae), a seeded byte-level T5 encoder, and a tiny
 # OpenSoraInpaint (soraplan train) with the full mask curriculum, then `soraplan eval` on held-out clips.
 #
-#   bash scripts/demo/train_demo_model.sh            # every stage, in order (about 3 hours on 2 CPU cores)
+#   bash scripts/demo/train_demo_model.sh            # every stage, in order (about 3 h 15 min on 2 CPU
+#                                                    # cores, of which 21 min are the evaluation)
 #   bash scripts/demo/train_demo_model.sh vae        # one stage (or several: data vae latents ...)
 #
 # Stages: data, vae, latents, text, i2v, i2v_more, assemble, eval. Each one resumes where it stopped (training
@@ -11,8 +12,8 @@
 # the work can be split over several sittings; a stage needs the ones before it to have finished.
 # Wall time per stage is appended to $OUT/stage_times.txt.
 # Environment: OUT (work folder, default runs/demo_model), N_TRAIN and N_EVAL (clips), COLOUR_JITTER,
-# VAE_STEPS, I2V_STEPS, I2V_MORE_STEPS (0 skips that stage), GUIDANCE (the pipeline's default CFG scale), EVAL_CLIPS, EVAL_STEPS, SHIP=1 to copy
-# the result over the embedded pipeline.
+# VAE_STEPS, I2V_STEPS, I2V_MORE_STEPS (0 skips that stage), GUIDANCE (the pipeline's default CFG scale),
+# EVAL_CLIPS, EVAL_STEPS, SHIP=1 to copy the result over the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
