@@ -156,16 +156,14 @@ def _list_repo_files(spec: str, repo_id: str, revision: str, what: str,
     from huggingface_hub import HfApi, get_cached_repo_tree, snapshot_download
     from huggingface_hub.errors import CachedRepoTreeNotFoundError, OfflineModeIsEnabled
 
-    unreachable: Exception | None = None
     if not offline():
         try:
             return list(HfApi().list_repo_files(repo_id, revision=revision)), False
-        except OfflineModeIsEnabled as error:
-            unreachable = error
+        except OfflineModeIsEnabled:
+            pass
         except Exception as error:  # noqa: BLE001
             if not _is_connection_error(error):
                 raise _one_line(error, spec, repo_id, revision, what) from None
-            unreachable = error
     try:
         return [f.path for f in get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)], True
     except (CachedRepoTreeNotFoundError, OSError, ValueError):
@@ -173,8 +171,8 @@ def _list_repo_files(spec: str, repo_id: str, revision: str, what: str,
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True, cache_dir=cache_dir,
                                           allow_patterns=["config.json", "*/config.json", "model_index.json"]))
-    except Exception as error:  # noqa: BLE001
-        raise _not_cached(spec, what, unreachable) from None
+    except Exception:  # noqa: BLE001
+        raise _not_cached(spec, what) from None
     names = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file() or p.is_symlink()]
     return names, True
 
@@ -256,7 +254,7 @@ def _is_connection_error(error: Exception) -> bool:
                          "NetworkError", "ReadTimeout"})
 
 
-def _not_cached(spec: str, what: str, cause: Exception | None) -> ModelSourceError:
+def _not_cached(spec: str, what: str) -> ModelSourceError:
     why = "HF_HUB_OFFLINE is set" if offline() else "the Hub cannot be reached"
     return ModelSourceError(
         f"{what} {spec} is not in the Hugging Face cache and {why}: fetch it first where there is network "
@@ -281,6 +279,6 @@ def _one_line(error: Exception, spec: str, repo_id: str, revision: str, what: st
             f"{what} {spec}: no local folder of that name and no Hub repository {repo_id} (if it is private, "
             f"set HF_TOKEN)")
     if isinstance(error, LocalEntryNotFoundError) or _is_connection_error(error):
-        return _not_cached(spec, what, error)
+        return _not_cached(spec, what)
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return ModelSourceError(f"{what} {spec}: {first_line}")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import torch
+
 from .errors import UserError
+
+# --dtype's names (sample, serve; recorded by name in an output's provenance)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def add_cache_threshold(parser) -> None:

@@ -22,7 +22,7 @@ import torch
 from ..hub import RELEASE_CAPTION_REFINER
 from .errors import UserError
 from .sample_record import Job, check_models, prepare_replay, sample_record
-from .options import (add_cache_threshold, add_hub_options, add_sampling_defaults, check_cache_threshold,
+from .options import (DTYPES, add_cache_threshold, add_hub_options, add_sampling_defaults, check_cache_threshold,
                       check_sampling_defaults, resolve_model_flag)
 
 DEFAULT_TEMPLATE = "\n    high quality, high aesthetic, {}\n    "
@@ -30,7 +30,6 @@ DEFAULT_NEGATIVE = (
     "\n    nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, \n    low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.\n    "
 )
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def add_parser(subparsers) -> None:
@@ -281,7 +280,7 @@ def refine_prompts(jobs: list[Job], source, dtype: torch.dtype, device: torch.de
 def run(args) -> int:
     from ..masks import MaskType
     from ..pipelines import load_pipeline
-    from ..provenance import condition_record, frames_sha256, model_record
+    from ..provenance import condition_record, model_record
     from ..schedulers import build_scheduler
 
     replay = prepare_replay(args, option_defaults()) if args.from_json else None
@@ -395,21 +394,25 @@ def run(args) -> int:
         for path in save_outputs(result.videos, out_dir, stem, args.fps, args.crf, record):
             print(f"[rank {rank}] prompt {job.index} ({result.mask_type.value}{saved}): {path}")
         if replay:
-            report_replay(replay, result.videos, stem, frames_sha256)
+            report_replay(replay, result.videos)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 
 
-def report_replay(replay, videos: np.ndarray, stem: str, frames_sha256) -> None:
+def report_replay(replay, videos: np.ndarray) -> None:
     """Say whether the regenerated output the sidecar described has the recorded frames."""
+    from ..provenance import frames_sha256
+
     recorded, which = replay.record.get("frames_sha256"), replay.record.get("sample_index")
     if which == "grid":
         video = make_grid(videos)
+    elif which is None or which < len(videos):
+        video = videos[which or 0]
     else:
-        video = videos[which or 0] if which is None or which < len(videos) else None
-    if recorded is None or video is None:
+        return
+    if recorded is None:
         return
     if frames_sha256(video) == recorded:
         print(f"replay of {replay.record.get('output')}: frames identical to the recorded video")

@@ -20,6 +20,7 @@ import torch
 from .. import __version__
 from ..provenance import FORMAT, ProvenanceError, check_conditions, pinned_spec, read_record
 from .errors import UserError
+from .options import DTYPES
 
 # Options a replay takes from the current command line, not from the record: where outputs go and what
 # runs them (they do not change the frames; --dtype does, so it is taken only when given).
@@ -30,7 +31,7 @@ INPUT_OPTIONS = ("model_path", "subfolder", "revision", "ae_path", "text_encoder
                  "refine_caption", "enhance_video", "text_prompt", "conditional_pixel_values_path",
                  "conditional_pixel_values_indices")
 NOT_RECORDED = ("run", "argv", "command", "from_json")
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 @dataclass

@@ -38,7 +38,7 @@ def build_server(args):
     from ..ui.app import build_app
     from ..ui.requests import VideoGenerator
     from .demo import shipped_examples
-    from .sample import DTYPES
+    from .options import DTYPES
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
