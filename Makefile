@@ -19,7 +19,7 @@ demo: $(INSTALLED)
 	$(BIN)/soraplan demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m "not browser and not slow"
+	$(BIN)/python -m pytest -q -m "not browser and not slow" --durations=15
 
 # the few tests that take minutes each (the demo recipe end to end); CI runs them too
 test-slow: $(INSTALLED)

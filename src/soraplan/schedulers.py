@@ -27,6 +27,9 @@ SAMPLE_METHODS = {
     "FlowMatchEulerDiscrete": "FlowMatchEulerDiscreteScheduler",
     # ours: stochastic DPM-Solver++(2M); on the demo model 25 steps keep Euler-A-100 quality (README)
     "DPMSolverMultistepSDE": "DPMSolverMultistepScheduler",
+    # the sampler of a consistency-distilled student (soraplan distill --method lcm); such a student's
+    # folder carries it, with the timestep grid it was distilled on
+    "LCM": "LCMScheduler",
 }
 EXTRA_KWARGS = {"DPMSolverMultistepSDE": {"algorithm_type": "sde-dpmsolver++"}}
 
@@ -55,3 +58,20 @@ def build_scheduler(
     if dropped:
         logger.warning("%s does not support %s; sampling without it", cls.__name__, ", ".join(dropped))
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def method_name(scheduler) -> str:
+    """The --sample_method name of a scheduler object (its class name when it has none)."""
+    name = type(scheduler).__name__
+    if name == "DPMSolverMultistepScheduler" and getattr(scheduler.config, "algorithm_type", "") == "sde-dpmsolver++":
+        return "DPMSolverMultistepSDE"
+    return next((method for method, cls in SAMPLE_METHODS.items() if cls == name), name)
+
+
+def scheduler_for(current, sample_method: str | None, **kwargs):
+    """The scheduler a command samples with: the model folder's own (``current``) when no
+    --sample_method is given or the same one is, else ``build_scheduler(sample_method, **kwargs)``. A
+    folder's scheduler carries what its model was made for (a distilled student's step grid)."""
+    if sample_method is None or sample_method == method_name(current):
+        return current
+    return build_scheduler(sample_method, **kwargs)

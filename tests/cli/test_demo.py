@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -30,6 +31,7 @@ def test_demo_writes_the_three_examples_and_a_contact_sheet(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing half-written left behind
 
 
+@pytest.mark.slow  # several seeds of sampling: about a minute
 def test_demo_animates_your_image_as_the_prompt_says(tmp_path):
     """A user's own first frame: the output starts with it, and the shape moves the way the prompt says
     (judged over a few seeds: one sample of a small model is not a statistic)."""
@@ -102,3 +104,20 @@ def test_eval_check_fails_a_model_that_misses_the_targets(tmp_path):
                        "--tasks", "i2v", "--sets", "world", "--check")
     assert checked.returncode == 1 and "missed targets: world i2v_first_psnr" in checked.stdout
     assert "world i2v_shape_and_colour_kept_rate (0.0% < 85.0%)" in checked.stdout
+
+
+def test_demo_fast_runs_the_shipped_student_in_four_steps(tmp_path):
+    """`soraplan demo --fast`: the distilled student beside the embedded model, 4 evaluations a video,
+    and it still keeps what it is given (the i2v example's first frame comes back above 28 dB)."""
+    from soraplan.demo.assets import DEMO_EXAMPLES
+    from soraplan.demo.evaluate import psnr
+
+    out = tmp_path / "fast"
+    result = soraplan("demo", "--fast", "--output-dir", out)
+    assert result.returncode == 0, result.stderr
+    assert "student" in result.stdout and "4 steps, guidance 1" in result.stdout
+    frames, _ = read_video(out / "example_1_i2v.mp4")
+    assert frames.shape == (17, 64, 64, 3)
+    assert psnr(frames[0], np.asarray(Image.open(DEMO_EXAMPLES / "i2v_first.png").convert("RGB"))) > 28
+    wrong = soraplan("demo", "--fast", "--pipeline", tmp_path, "--output-dir", out)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1

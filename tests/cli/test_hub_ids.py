@@ -84,12 +84,28 @@ def test_release_ids_sample_exactly_as_local_folders(release, tmp_path):
     assert np.array_equal(only_video(tmp_path / "pipeline"), only_video(tmp_path / "local"))
 
 
-def test_subfolder_flag_and_errors_are_one_line(release, tmp_path):
+def in_process(capsys, monkeypatch, *args, cache: Path) -> tuple[int, str]:
+    """`soraplan ...` in this process, offline on ``cache``: every mistake below ends before a model loads,
+    so no interpreter start-up is paid per case (huggingface_hub reads its settings at import, hence the
+    constants are set as well as the environment)."""
+    from huggingface_hub import constants
+
+    from soraplan.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    code = main(list(map(str, args)))
+    return code, capsys.readouterr().err
+
+
+def test_subfolder_flag_and_errors_are_one_line(release, tmp_path, capsys, monkeypatch):
     cache = release / "cache"
-    with_flag = soraplan("sample", "--model_path", "LanguageBind/Open-Sora-Plan-v1.3.0",
-                         "--subfolder", "any93x640x640_i2v", "--text_prompt", "x", cache=cache)
-    assert with_flag.returncode == 2
-    assert with_flag.stderr.strip().splitlines() == [
+    code, err = in_process(capsys, monkeypatch, "sample", "--model_path", "LanguageBind/Open-Sora-Plan-v1.3.0",
+                           "--subfolder", "any93x640x640_i2v", "--text_prompt", "x", cache=cache)
+    assert code == 2
+    assert err.strip().splitlines() == [
         "soraplan sample: error: --model_path LanguageBind/Open-Sora-Plan-v1.3.0: a transformer folder, not a "
         "pipeline: also give --ae_path and --text_encoder_name_1 (the release's: "
         "LanguageBind/Open-Sora-Plan-v1.3.0/vae and google/mt5-xxl)"]
@@ -102,9 +118,14 @@ def test_subfolder_flag_and_errors_are_one_line(release, tmp_path):
         ("download",): "--i2v LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640_i2v",
     }
     for args, expected in cases.items():
-        result = soraplan(*args, cache=cache if args != ("download",) else tmp_path / "empty")
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, result.stderr[-2000:])
+        code, err = in_process(capsys, monkeypatch, *args,
+                               cache=cache if args != ("download",) else tmp_path / "empty")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and expected in lines[0], (args, err[-2000:])
+    # the same mistake as users meet it: a process of its own, no traceback
+    result = soraplan("demo", "--pipeline", "nobody/nothing", cache=cache)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "HF_HUB_OFFLINE is set" in lines[0], result.stderr
 
 
 def test_download_prints_a_sample_line_that_works(release, tmp_path):

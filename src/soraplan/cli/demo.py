@@ -26,6 +26,8 @@ CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet fo
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="animate examples (or your image/video) with the embedded demo model")
     p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
+    p.add_argument("--fast", action="store_true", help="the embedded model's distilled student: 4 steps, no "
+                   "guidance pass (soraplan distill; 50x fewer transformer evaluations)")
     add_hub_options(p, "--pipeline")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
     p.add_argument("--image", action="append", default=None,
@@ -40,7 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--width", type=int, default=64)
     add_sampling_defaults(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_method", default="EulerAncestralDiscrete", help="scheduler, as `soraplan sample`")
+    p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
+                   "pipeline folder's own)")
     add_cache_threshold(p)
     p.add_argument("--fps", type=int, default=8)
     p.set_defaults(run=run)
@@ -111,9 +114,9 @@ def run(args) -> int:
     from PIL import Image
 
     from ..data.video_io import write_video
-    from ..demo.assets import demo_pipeline_path
+    from ..demo.assets import demo_pipeline_path, demo_student_path
     from ..pipelines import load_pipeline
-    from ..schedulers import build_scheduler
+    from ..schedulers import method_name, scheduler_for
 
     if (args.num_frames - 1) % 4 or args.num_frames < 1:
         raise UserError(f"--num_frames {args.num_frames} is not 4k+1; use e.g. {max(1, (args.num_frames - 1) // 4 * 4 + 1)}")
@@ -121,6 +124,9 @@ def run(args) -> int:
         raise UserError(f"--height/--width must be positive multiples of 16, got {args.height}x{args.width}")
     check_sampling_defaults(args)
     check_cache_threshold(args)
+    if args.fast and args.pipeline:
+        raise UserError("--fast picks the embedded demo model's student; with --pipeline give the student's "
+                        "folder itself (soraplan distill writes it to OUTPUT_DIR/pipeline)")
     examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
@@ -128,8 +134,10 @@ def run(args) -> int:
     try:
         source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
                                     unless_pipeline=NOT_A_PIPELINE)
-        folder = source.folder if source else demo_pipeline_path()
-        pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
+        folder = source.folder if source else demo_student_path() if args.fast else demo_pipeline_path()
+        pipe = load_pipeline(str(folder))
+        pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method)
+        args.sample_method = method_name(pipe.scheduler)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)  # one line per example says what was made and how fast

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
                    "generator (world) and by other means (drawn: PIL, hard edges, off-palette colours, other radii)")
     p.add_argument("--tasks", default="i2v,transition,continuation", help="comma-separated subset")
     add_sampling_defaults(p)
-    p.add_argument("--sample_method", default="EulerAncestralDiscrete")
+    p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
+                   "pipeline folder's own)")
     p.add_argument("--seed", type=int, default=0)
     add_cache_threshold(p)
     p.add_argument("--output", default=None, help="write every clip's numbers and the summary to this JSON file")
@@ -95,7 +96,7 @@ def run(args) -> int:
     from ..demo.evaluate import evaluate
     from ..demo.world import write_world
     from ..pipelines import load_pipeline
-    from ..schedulers import build_scheduler
+    from ..schedulers import method_name, scheduler_for
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     unknown = set(tasks) - {"i2v", "transition", "continuation"}
@@ -116,7 +117,9 @@ def run(args) -> int:
         source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
                                     unless_pipeline=NOT_A_PIPELINE)
         folder = source.folder if source else demo_pipeline_path()
-        pipe = load_pipeline(str(folder), scheduler=build_scheduler(args.sample_method))
+        pipe = load_pipeline(str(folder))
+        pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method)
+        args.sample_method = method_name(pipe.scheduler)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)

@@ -67,7 +67,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--crop_for_hw", action="store_true", help="fixed resolution: crop and resize inputs to height x width")
     p.add_argument("--max_hxw", type=int, default=236544, help="area cap of the arbitrary-resolution mode")
-    p.add_argument("--sample_method", default="EulerAncestralDiscrete", choices=list(SAMPLE_METHODS))
+    p.add_argument("--sample_method", choices=list(SAMPLE_METHODS), help=(
+        "the sampler (default: a pipeline folder's own, e.g. LCM for a distilled student; EulerAncestralDiscrete, "
+        "the release's, for a transformer folder)"))
     add_sampling_defaults(p)
     p.add_argument("--guidance_rescale", type=float, default=0.0)
     p.add_argument("--prediction_type", default="v_prediction", choices=["epsilon", "v_prediction", "sample"])
@@ -281,7 +283,7 @@ def run(args) -> int:
     from ..masks import MaskType
     from ..pipelines import load_pipeline
     from ..provenance import condition_record, model_record
-    from ..schedulers import build_scheduler
+    from ..schedulers import build_scheduler, method_name, scheduler_for
 
     replay = prepare_replay(args, option_defaults()) if args.from_json else None
     check_arguments(args)
@@ -334,10 +336,17 @@ def run(args) -> int:
         refine_prompts(mine, refiner, dtype, device, rank, announce=layout.writer)
 
     try:
-        scheduler = build_scheduler(args.sample_method, args.prediction_type, args.rescale_betas_zero_snr,
-                                    args.v1_5_scheduler)
         pipe = load_pipeline(str(model.folder), vae and str(vae.folder), text_encoder and str(text_encoder.folder),
-                             scheduler, dtype, model_type=args.model_type)
+                             None, dtype, model_type=args.model_type)
+        if vae is not None:  # the release's separate folders carry no scheduler: the flags make it
+            args.sample_method = args.sample_method or "EulerAncestralDiscrete"
+            pipe.scheduler = build_scheduler(args.sample_method, args.prediction_type, args.rescale_betas_zero_snr,
+                                             args.v1_5_scheduler)
+        else:
+            pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method, prediction_type=args.prediction_type,
+                                           rescale_betas_zero_snr=args.rescale_betas_zero_snr,
+                                           v1_5_scheduler=args.v1_5_scheduler)
+        args.sample_method = method_name(pipe.scheduler)  # names the outputs and goes into their records
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     if args.save_memory:
@@ -362,6 +371,11 @@ def run(args) -> int:
         pipe.transformer.compile_repeated_blocks()  # each block compiled in place; one graph serves them all
     pipe.set_progress_bar_config(disable=rank != 0)
     steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
+    if args.cfg_parallel and guidance <= 1:
+        why = ("the model is guidance-distilled, one pass a step" if pipe.config.get("distilled_guidance_scale")
+               else f"guidance {guidance:g}")
+        raise UserError(f"--cfg_parallel splits classifier-free guidance over two processes, but this run has no "
+                        f"unconditional pass to split ({why}): drop --cfg_parallel")
 
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)

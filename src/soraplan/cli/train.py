@@ -29,15 +29,18 @@ HELPS = {
 }
 
 
+TRAIN_CHOICES = {
+    "mixed_precision": ["no", "fp32", "bf16", "fp16"], "prediction_type": ["v_prediction", "epsilon"],
+    "lr_scheduler": ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
+    "report_to": ["tensorboard", "wandb"],
+}
+
+
 def add_parser(subparsers) -> None:
     from ..training.i2v_trainer import TrainConfig
 
     parser = subparsers.add_parser("train", help="train the image-to-video transformer")
-    add_dataclass_arguments(parser, TrainConfig, HELPS, choices={
-        "mixed_precision": ["no", "fp32", "bf16", "fp16"], "prediction_type": ["v_prediction", "epsilon"],
-        "lr_scheduler": ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
-        "report_to": ["tensorboard", "wandb"],
-    })
+    add_dataclass_arguments(parser, TrainConfig, HELPS, choices=TRAIN_CHOICES)
     parser.set_defaults(run=run)
 
 

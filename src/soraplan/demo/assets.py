@@ -7,6 +7,7 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 DEMO_PIPELINE = ASSETS / "pipeline"
 DEMO_EXAMPLES = ASSETS / "examples"
+DEMO_STUDENT = ASSETS / "student"  # the 4-step student of the demo model (scripts/demo/distill_demo_model.sh)
 
 
 def demo_pipeline_path() -> Path:
@@ -15,3 +16,11 @@ def demo_pipeline_path() -> Path:
         raise FileNotFoundError(f"the embedded demo pipeline is missing ({DEMO_PIPELINE}); reinstall soraplan, "
                                 "or rebuild it with scripts/demo/train_demo_model.sh")
     return DEMO_PIPELINE
+
+
+def demo_student_path() -> Path:
+    """The shipped few-step student (``soraplan demo --fast``); a clear error when an install lacks it."""
+    if not (DEMO_STUDENT / "model_index.json").is_file():
+        raise FileNotFoundError(f"the embedded demo student is missing ({DEMO_STUDENT}); reinstall soraplan, "
+                                "or distil it with scripts/demo/distill_demo_model.sh")
+    return DEMO_STUDENT

@@ -52,16 +52,20 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, default_guidance_scale: float = 7.5,
-                 default_num_inference_steps: int = 100):
+                 default_num_inference_steps: int = 100, distilled_guidance_scale: float | None = None):
         """``default_guidance_scale`` / ``default_num_inference_steps``: what a call without
         ``guidance_scale`` / ``num_inference_steps`` uses. They are saved in model_index.json, so a
         pipeline folder carries the sampling settings its model was made for (the release's 7.5 and
-        100; a small model may need less guidance, a distilled one fewer steps)."""
+        100; a small model may need less guidance, a distilled one fewer steps).
+        ``distilled_guidance_scale``: the guidance a distilled student (``soraplan distill``) computes in
+        its single pass; classifier-free guidance on top of it is refused (it would guide twice)."""
         super().__init__()
         self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
         self.register_to_config(default_guidance_scale=float(default_guidance_scale),
-                                default_num_inference_steps=int(default_num_inference_steps))
+                                default_num_inference_steps=int(default_num_inference_steps),
+                                distilled_guidance_scale=None if distilled_guidance_scale is None
+                                else float(distilled_guidance_scale))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -148,6 +152,10 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             problems.append("num_inference_steps must be at least 1")
         if guidance_scale < 0:
             problems.append("guidance_scale must be >= 0")
+        distilled = getattr(self.config, "distilled_guidance_scale", None)
+        if distilled is not None and guidance_scale > 1:
+            problems.append(f"this model is guidance-distilled (guidance {distilled:g} is built into its single "
+                            f"pass); guidance_scale {guidance_scale:g} would guide twice: leave it out or give 1")
         if not 0 <= noise_strength <= 1:
             problems.append(f"noise_strength must lie in [0, 1], got {noise_strength}")
         if problems:

@@ -168,6 +168,18 @@ def build_transformer(config: TrainConfig) -> OpenSoraInpaint:
     return model
 
 
+@dataclass
+class EncodedBatch:
+    """One step's inputs before noising (see I2VTrainer.encode_batch)."""
+
+    latents: torch.Tensor  # (B, 8, T', h, w) clean, normalised
+    condition: torch.Tensor  # (B, 12, T', h, w): masked-video latent (8) | compressed mask (4)
+    noise: torch.Tensor  # (B, 8, T', h, w)
+    generators: list  # one torch.Generator per sample
+    text: torch.Tensor  # (B, L, C)
+    text_mask: torch.Tensor  # (B, L)
+
+
 def step_generators(seed: int, step: int, positions: list[int], device) -> list[torch.Generator]:
     """One generator per sample, seeded by (seed, step, position in the global batch)."""
     return [torch.Generator(device).manual_seed(hash((seed, step, p)) & 0x7FFFFFFF) for p in positions]
@@ -220,15 +232,15 @@ class I2VTrainer:
             val = load_training_samples(config.validation_data, data_config, seed=config.seed + 1)
             self.validation = VideoTextDataset(val.samples, cfg=0.0, seed=config.seed + 1)
 
-        weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
-        self.vae = WFVAE.from_pretrained(config.ae_path, dtype=weight_dtype).to(device).eval().requires_grad_(False)
-        self.text_encoder, self.tokenizer = load_text_encoder(config.text_encoder_name_1, weight_dtype)
-        self.text_encoder.to(device).requires_grad_(False)
+        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+        self.vae, self.text_encoder, self.tokenizer = self.load_frozen_models()
+        self.vae.to(device).eval().requires_grad_(False)
+        self.text_encoder.to(device).eval().requires_grad_(False)
         self.noise_scheduler = DDPMScheduler(prediction_type=config.prediction_type,
                                              rescale_betas_zero_snr=config.rescale_betas_zero_snr)
 
         set_seed(config.seed)  # the same initial weights on every rank and in every run
-        model = build_transformer(config)
+        model = self.build_model()
         if model.config.caption_channels != self.text_encoder.config.d_model:
             raise ValueError(f"the transformer expects {model.config.caption_channels}-dim text states, the text "
                              f"encoder gives {self.text_encoder.config.d_model}")
@@ -253,6 +265,8 @@ class I2VTrainer:
         if self.ema is not None:
             self.ema.to(device)
             accelerator.register_for_checkpointing(self.ema)
+        for extra in self.checkpointed_extras():
+            accelerator.register_for_checkpointing(extra)
         if config.report_to:
             accelerator.init_trackers("soraplan-train", config={k: v for k, v in asdict(config).items() if v is not None})
 
@@ -263,6 +277,39 @@ class I2VTrainer:
             state = json.loads((resume / "trainer_state.json").read_text())
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             logger.info("resumed from %s at step %d", resume, self.step)
+
+    # ----------------------------------------------------------------------------------------------
+    # what a trainer built on this one (soraplan.training.distill_trainer) replaces
+
+    def load_frozen_models(self):
+        """(VAE, text encoder, tokenizer) in the training's weight dtype, from --ae_path and
+        --text_encoder_name_1."""
+        vae = WFVAE.from_pretrained(self.config.ae_path, dtype=self.weight_dtype)
+        text_encoder, tokenizer = load_text_encoder(self.config.text_encoder_name_1, self.weight_dtype)
+        return vae, text_encoder, tokenizer
+
+    def build_model(self) -> OpenSoraInpaint:
+        """The transformer to train (fp32 master weights), from --model and --pretrained."""
+        return build_transformer(self.config)
+
+    def checkpointed_extras(self) -> list:
+        """More objects with state_dict/load_state_dict that a checkpoint holds and a resume restores."""
+        return []
+
+    def after_optimizer_step(self) -> None:
+        """Whatever follows the weights after each optimizer step: the EMA."""
+        if self.ema is not None:
+            self.ema.step(self._unwrapped().parameters())
+
+    def sampling_pipeline(self, model):
+        """(pipeline, steps) for the validation videos: the release's sampler on the model in training."""
+        from ..pipelines import OpenSoraInpaintPipeline
+        from ..schedulers import build_scheduler
+
+        config = self.config
+        scheduler = build_scheduler("EulerAncestralDiscrete", config.prediction_type, config.rescale_betas_zero_snr)
+        pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer, scheduler)
+        return pipe, config.validation_sampling_steps
 
     # ----------------------------------------------------------------------------------------------
 
@@ -294,6 +341,24 @@ class I2VTrainer:
     @torch.no_grad()
     def prepare_inputs(self, batch: dict, step: int, positions: list[int]):
         """Clip -> (model input (B, 20, T', h, w), target, timesteps, text, text mask), all seeded per sample."""
+        encoded = self.encode_batch(batch, step, positions)
+        latents, noise, generators = encoded.latents, encoded.noise, encoded.generators
+        device = latents.device
+        timesteps = torch.stack([torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (), generator=g, device=device)
+                                 for g in generators])
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        model_in = torch.cat([noisy, encoded.condition], dim=1)
+        return model_in, target, timesteps, encoded.text, encoded.text_mask
+
+    @torch.no_grad()
+    def encode_batch(self, batch: dict, step: int, positions: list[int]) -> "EncodedBatch":
+        """Clip -> clean latents, conditioning (masked-video latent and compressed mask), noise and text:
+        everything of a step but the timestep. Every draw comes from the per-sample generators, which
+        the caller may go on drawing from (timesteps, guidance scales)."""
         device = self.accelerator.device
         video = batch["video"].to(device, self.vae.dtype)  # (B, 3, T, H, W)
         generators = step_generators(self.config.seed, step, positions, device)
@@ -322,16 +387,8 @@ class I2VTrainer:
         latents, masked_latents = encode(video), encode(masked)
         latent_mask = compress_mask(mask.to(latents.dtype), video.shape[-2], video.shape[-1])
         noise = per_sample_randn(latents.shape[1:], generators, device, latents.dtype)
-        timesteps = torch.stack([torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (), generator=g, device=device)
-                                 for g in generators])
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        if self.config.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
         text, text_mask = self.text_states(batch["caption"])
-        model_in = torch.cat([noisy, masked_latents, latent_mask], dim=1)
-        return model_in, target, timesteps, text, text_mask
+        return EncodedBatch(latents, torch.cat([masked_latents, latent_mask], dim=1), noise, generators, text, text_mask)
 
     def text_states(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) states and (B, L) masks; with --text_cache_dir, each caption is encoded once ever."""
@@ -402,18 +459,14 @@ class I2VTrainer:
         if not config.validation_prompt or not self.accelerator.is_main_process:
             return
         from ..data.video_io import write_video
-        from ..pipelines import OpenSoraInpaintPipeline
-        from ..schedulers import build_scheduler
 
         model = self._unwrapped()
-        pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer,
-                                       build_scheduler("EulerAncestralDiscrete", config.prediction_type,
-                                                       config.rescale_betas_zero_snr))
+        pipe, steps = self.sampling_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         conditions = [p.strip() for p in config.validation_images.split(",")] if config.validation_images else None
         model.eval()
         video = pipe(config.validation_prompt, conditions=conditions, num_frames=config.validation_num_frames or config.num_frames,
-                     height=config.max_height, width=config.max_width, num_inference_steps=config.validation_sampling_steps,
+                     height=config.max_height, width=config.max_width, num_inference_steps=steps,
                      max_sequence_length=config.model_max_length, generator=torch.Generator().manual_seed(config.seed)).videos[0]
         model.train()
         write_video(self.output_dir / "validation" / f"step-{self.step}.mp4", video)
@@ -448,8 +501,7 @@ class I2VTrainer:
                 if not accelerator.sync_gradients:
                     continue
                 self.step += 1
-                if self.ema is not None:
-                    self.ema.step(self._unwrapped().parameters())
+                self.after_optimizer_step()
                 bar.update(1)
                 mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
                 if not math.isfinite(mean_loss):

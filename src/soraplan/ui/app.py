@@ -40,7 +40,7 @@ def picture_upload(label: str) -> gr.Image:
 
 def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, defaults: dict | None = None) -> gr.Blocks:
     """The page; ``examples`` are the demo's ({task, conditions, prompt}), ``defaults`` override field values."""
-    d = {**Request(prompt="").__dict__, **(defaults or {})}
+    d = {**Request(prompt="", scheduler=generator.own_scheduler).__dict__, **(defaults or {})}
 
     def generate(prompt: str, negative_prompt: str, first_frame: str | None, last_frame: str | None,
                  keyframes: list[str] | None, keyframe_positions: str, video: str | None, mask_type: str,

@@ -7,6 +7,7 @@ what to change, before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import threading
@@ -44,7 +45,7 @@ class Request:
     max_area: int = 64 * 64
     steps: int = 100
     guidance_scale: float = 7.5
-    scheduler: str = "EulerAncestralDiscrete"
+    scheduler: str | None = None  # a --sample_method name; None: the pipeline folder's own
     seed: int = 0
     random_seed: bool = False
     step_cache: bool = False
@@ -149,7 +150,10 @@ class VideoGenerator:
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="soraplan-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._schedulers = {}
+        from ..schedulers import method_name
+
+        self.own_scheduler = method_name(pipe.scheduler)  # the folder's own, kept as it was saved
+        self._schedulers = {self.own_scheduler: pipe.scheduler}
 
     def _scheduler(self, name: str):
         from ..schedulers import build_scheduler
@@ -168,6 +172,7 @@ class VideoGenerator:
         from ..provenance import frames_sha256, to_json, write_sidecar
 
         arguments = pipeline_arguments(request)
+        request = dataclasses.replace(request, scheduler=request.scheduler or self.own_scheduler)
         seed = random.randrange(2**31) if request.random_seed else int(request.seed)
         if request.step_cache and not request.cache_threshold > 0:
             raise RequestError("step caching needs a threshold above 0 (0.4 is about 2x fewer evaluations)")

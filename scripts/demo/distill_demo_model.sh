@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Distils the embedded demo pipeline into a few-step student (soraplan distill --method lcm: 4 steps,
+# no guidance pass) on the synthetic world it was trained on, on CPU, then measures it.
+#
+#   bash scripts/demo/distill_demo_model.sh                 # every stage, in order
+#   bash scripts/demo/distill_demo_model.sh distill         # one stage (or several)
+#
+# Stages: data (the world's training clips, as train_demo_model.sh makes them; skipped when present),
+# distill, eval (soraplan eval on the student, 64 + 64 held-out clips), bench (bench/distill.py: the
+# student at 2/4/8 evaluations against the teacher at 200 and the teacher's fast solvers). Each resumes
+# where it stopped (distill from its latest checkpoint); wall time per stage goes to
+# $OUT/stage_times.txt.
+# Environment: OUT (default runs/demo_student), WORLD (the folder of train_demo_model.sh holding
+# world_train/; default runs/demo_model), TEACHER (default: the embedded pipeline), DISTILL_STEPS,
+# LR, STUDENT_STEPS, EVAL_CLIPS, SHIP=1 to copy the student beside the embedded pipeline.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-runs/demo_student}
+WORLD=${WORLD:-runs/demo_model}
+TEACHER=${TEACHER:-$ROOT/src/soraplan/assets/demo/pipeline}
+DISTILL_STEPS=${DISTILL_STEPS:-1000}
+LR=${LR:-1e-4}
+STUDENT_STEPS=${STUDENT_STEPS:-4}
+EVAL_CLIPS=${EVAL_CLIPS:-64}
+SORAPLAN=${SORAPLAN:-soraplan}
+PYTHON=${PYTHON:-python}
+mkdir -p "$OUT"
+
+# 1. the training clips of the teacher's world (train_demo_model.sh's data stage)
+stage_data() {
+  [ -f "$WORLD/world_train/data.txt" ] || OUT="$WORLD" SORAPLAN="$SORAPLAN" PYTHON="$PYTHON" \
+    bash "$HERE/train_demo_model.sh" data
+}
+
+# 2. the student: latent consistency distillation with the teacher's guidance built in, the teacher's
+#    mask curriculum and clip shape; EMA weights are the ones shipped
+stage_distill() {
+  $SORAPLAN distill --teacher "$TEACHER" --method lcm --student_steps "$STUDENT_STEPS" --teacher_steps 40 \
+    --data "$WORLD/world_train/data.txt" --output_dir "$OUT/run" --mask_config "$HERE/mask_config.yaml" \
+    --num_frames 17 --max_height 64 --max_width 64 --min_num_frames 17 --train_fps 8 \
+    --model_max_length 80 --text_cache_dir "$OUT/text_cache" \
+    --train_batch_size 8 --learning_rate "$LR" --lr_warmup_steps 100 --lr_scheduler cosine \
+    --max_grad_norm 1.0 --max_train_steps "$DISTILL_STEPS" --use_ema --ema_decay 0.999 \
+    --checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest \
+    --log_steps 50 --seed 2
+}
+
+# 3. the evaluation of `soraplan eval` on the student, at its own steps and without guidance
+stage_eval() {
+  $SORAPLAN eval --pipeline "$OUT/run/pipeline" --clips "$EVAL_CLIPS" --output "$OUT/eval.json"
+  if [ "${SHIP:-0}" = 1 ]; then
+    rm -rf "$ROOT/src/soraplan/assets/demo/student"
+    cp -r "$OUT/run/pipeline" "$ROOT/src/soraplan/assets/demo/student"
+  fi
+}
+
+# 4. against the teacher: every metric, evaluations and seconds per video (the README's table)
+stage_bench() {
+  $PYTHON "$ROOT/bench/distill.py" --teacher "$TEACHER" --student "$OUT/run/pipeline" --clips "$EVAL_CLIPS" \
+    --solvers DPMSolverMultistep,DPMSolverMultistepSDE,DDIM \
+    --output "$OUT/bench.json"
+}
+
+ALL=(data distill eval bench)
+STAGES=("$@")
+[ ${#STAGES[@]} -gt 0 ] || STAGES=("${ALL[@]}")
+for stage in "${STAGES[@]}"; do
+  case " ${ALL[*]} " in *" $stage "*) ;; *) echo "unknown stage '$stage'; stages: ${ALL[*]}" >&2; exit 2;; esac
+done
+for stage in "${STAGES[@]}"; do
+  started=$(date +%s)
+  "stage_$stage"
+  echo "$stage $(( $(date +%s) - started )) s" | tee -a "$OUT/stage_times.txt"
+done

@@ -1,0 +1,59 @@
+"""``soraplan distill``: a few-step or guidance-free student of an I2V teacher (soraplan.training.distill_trainer).
+
+Every flag of ``soraplan train`` applies (data, masks, EMA, checkpoints, resume, DDP / DeepSpeed through
+``torchrun`` or ``accelerate launch``); the student's architecture and the VAE and text encoder come
+from ``--teacher``. The student lands in ``<output_dir>/pipeline``, a pipeline folder that ``soraplan
+sample --model_path``, ``demo --pipeline``, ``eval --pipeline`` and ``serve --pipeline`` take as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .dataclass_args import add_dataclass_arguments, dataclass_from_args
+from .errors import UserError
+from .train import HELPS as TRAIN_HELPS
+from .train import TRAIN_CHOICES, with_local_folders
+
+HELPS = {
+    **TRAIN_HELPS,
+    "teacher": "the I2V model to distil: a pipeline folder or Hub id (its VAE and text encoder are used), or a "
+               "transformer folder with --ae_path and --text_encoder_name_1",
+    "model": "not needed: the student has the teacher's architecture",
+    "output_dir": "checkpoint-N/ folders, model/ (the student transformer), pipeline/ (the student, ready to sample)",
+    "method": "lcm: a few-step student (latent consistency distillation, guidance built in); guidance: one pass "
+              "instead of two at the teacher's steps",
+    "guidance_scale": "the classifier-free guidance the student learns to give in one pass (default: the teacher's)",
+    "teacher_steps": "lcm: the timestep grid the teacher's DDIM solver walks (divides 1000)",
+    "student_steps": "lcm: the student's default sampling steps (divides --teacher_steps)",
+    "target_ema_decay": "lcm: EMA decay of the target network (0: the student itself, without gradient)",
+    "huber_c": "lcm: pseudo-Huber constant of the consistency loss (0: mean squared error)",
+    "cfg": "caption dropout (0 by default: the student always learns the guided prediction)",
+}
+
+
+def add_parser(subparsers) -> None:
+    from ..training.distill_trainer import METHODS, DistillConfig
+
+    parser = subparsers.add_parser("distill", help="distil an I2V model into a few-step / guidance-free student")
+    add_dataclass_arguments(parser, DistillConfig, HELPS, choices={**TRAIN_CHOICES, "method": list(METHODS)})
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from ..training.distill_trainer import DistillConfig, distill
+    from .options import resolve_model_flag
+
+    try:
+        config = dataclass_from_args(DistillConfig, args)  # validates the flags before anything loads
+        config = dataclasses.replace(config, teacher=str(resolve_model_flag(config.teacher, "--teacher").folder))
+        config = with_local_folders(config)
+        result = distill(config)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+        raise UserError(str(error)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+    return 0

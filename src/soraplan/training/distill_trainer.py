@@ -1,0 +1,279 @@
+"""Few-step and guidance-free students of an I2V teacher (``soraplan distill``), on the I2V trainer.
+
+Everything but the loss is ``soraplan train``'s (soraplan.training.i2v_trainer): data, buckets, the
+mask curriculum, per-sample seeded draws, EMA, atomic checkpoints, exact resume, DDP / DeepSpeed. The
+student starts as a copy of the teacher; the teacher stays frozen in the training's weight dtype.
+
+Two methods:
+
+* ``guidance`` (guidance distillation): at a uniform timestep the student, in one pass, predicts what
+  the teacher predicts with classifier-free guidance at ``--guidance_scale`` (two passes). It samples
+  with the teacher's sampler and steps, at half the evaluations.
+* ``lcm`` (latent consistency distillation, Luo et al. 2023, with guidance folded in as in that
+  paper): the teacher's guided prediction takes one DDIM step on a grid of ``--teacher_steps``
+  timesteps, from ``x_t`` to ``x_s`` (``s = t - 1000 / teacher_steps``); the student's consistency
+  function at ``(x_t, t)`` is pulled towards a slowly moving copy of itself (the target network, an
+  EMA with ``--target_ema_decay``) at ``(x_s, s)``. The consistency function is the one diffusers'
+  LCMScheduler samples with (its boundary scalings ``c_skip``/``c_out``), so the student samples with
+  that scheduler in ``--student_steps`` steps, one evaluation each.
+
+Why LCD for the step distillation: it trains from data clips (no teacher samples to generate first,
+which at 200 evaluations per clip would cost more than the training on a CPU), reaches 4 steps in one
+run (progressive distillation needs a run per halving), needs one extra network (the target) rather
+than DMD's trained fake-score network, and diffusers ships its sampler. The unconditional branch of
+the teacher keeps the masked-video latent and the mask and drops only the text (the empty caption).
+
+The output folder holds, besides checkpoints, ``pipeline/``: the teacher's pipeline with the student
+transformer (its EMA weights with --use_ema), the student's scheduler and its defaults (steps,
+guidance 1, and ``distilled_guidance_scale``), ready for ``soraplan sample --model_path``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .i2v_trainer import I2VTrainer, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("lcm", "guidance")
+
+
+@dataclass(kw_only=True)
+class DistillConfig(TrainConfig):
+    """Every flag of ``soraplan distill``: those of ``soraplan train`` plus the distillation's. The
+    model flags default to the teacher's: a pipeline folder brings its VAE and text encoder."""
+
+    teacher: str
+    model: str | None = None  # the student's architecture: the teacher's
+    ae_path: str | None = None
+    text_encoder_name_1: str | None = None
+    method: str = "lcm"
+    guidance_scale: float | None = None  # the guidance built into the student; default: the teacher's
+    teacher_steps: int = 40  # the DDIM grid the teacher's solver walks (lcm)
+    student_steps: int = 4  # the student's default sampling steps (lcm)
+    target_ema_decay: float = 0.95  # lcm's target network; 0: the student itself, without gradient
+    huber_c: float = 0.001  # pseudo-Huber loss (lcm); 0: mean squared error
+    cfg: float = 0.0  # caption dropout: the student always learns the guided prediction
+    learning_rate: float = 1e-5
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.teacher_steps < 1 or 1000 % self.teacher_steps:
+            raise ValueError(f"--teacher_steps {self.teacher_steps} must divide the 1000 training timesteps "
+                             "(e.g. 25, 50, 100)")
+        if self.student_steps < 1 or (self.method == "lcm" and self.teacher_steps % self.student_steps):
+            divisors = ", ".join(str(d) for d in range(1, self.teacher_steps + 1) if self.teacher_steps % d == 0)
+            raise ValueError(f"--student_steps {self.student_steps} does not divide the teacher's grid of "
+                             f"--teacher_steps {self.teacher_steps}: pick one of {divisors}, or another "
+                             "--teacher_steps (a divisor of 1000: 40 serves 2, 4 and 8 steps)")
+        if self.guidance_scale is not None and self.guidance_scale < 1:
+            raise ValueError(f"--guidance_scale must be at least 1 (1: no guidance), got {self.guidance_scale}")
+        if not 0 <= self.target_ema_decay < 1:
+            raise ValueError(f"--target_ema_decay must lie in [0, 1), got {self.target_ema_decay}")
+        if self.sp_size != 1:
+            raise ValueError("soraplan distill does not run sequence parallel (--sp_size): use data parallel "
+                             "processes (torchrun / accelerate launch) instead")
+        super().__post_init__()  # the data flags
+
+
+def student_scheduler(teacher_scheduler, config: DistillConfig):
+    """The scheduler the student samples with: the teacher's noise schedule, and for lcm diffusers'
+    LCMScheduler on the same timestep grid the distillation walked."""
+    if config.method == "guidance":
+        return copy.deepcopy(teacher_scheduler)
+    from diffusers import LCMScheduler
+
+    return LCMScheduler.from_config(teacher_scheduler.config, prediction_type=config.prediction_type,
+                                    rescale_betas_zero_snr=config.rescale_betas_zero_snr,
+                                    original_inference_steps=config.teacher_steps, clip_sample=False,
+                                    set_alpha_to_one=True, steps_offset=0)
+
+
+class DistillTrainer(I2VTrainer):
+    def __init__(self, config: DistillConfig):
+        from ..models.checkpoints import read_config, transformer_class
+        from ..models.transformer import OpenSoraInpaint
+        from ..pipelines import load_pipeline
+
+        teacher_folder = Path(config.teacher)
+        transformer_folder = teacher_folder / "transformer" if (teacher_folder / "model_index.json").is_file() else teacher_folder
+        if not (transformer_folder / "config.json").is_file():
+            raise FileNotFoundError(f"--teacher {config.teacher}: not a pipeline folder (model_index.json) nor a "
+                                    "transformer folder (config.json)")
+        if not issubclass(transformer_class(read_config(transformer_folder)), OpenSoraInpaint):
+            raise ValueError(f"--teacher {config.teacher} is a text-to-video (T2V) model; distillation needs an I2V "
+                             "(inpaint) teacher such as LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640_i2v")
+        self.teacher_pipe = load_pipeline(config.teacher, config.ae_path, config.text_encoder_name_1)
+        if (teacher_folder / "model_index.json").is_file():  # what the data set and the text cache key on
+            config.text_encoder_name_1 = config.text_encoder_name_1 or str(teacher_folder / "text_encoder")
+        defaults = self.teacher_pipe.sampling_settings()
+        self.guidance_scale = config.guidance_scale if config.guidance_scale is not None else defaults[1]
+        self.teacher_default_steps = defaults[0]
+        super().__init__(config)
+        device = self.accelerator.device
+        self.teacher = _cast(self.teacher_pipe.transformer, self.weight_dtype).to(device).eval().requires_grad_(False)
+        self.scheduler = student_scheduler(self.teacher_pipe.scheduler, config)
+        alphas = self.noise_scheduler.alphas_cumprod.to(device, torch.float64)
+        self.alphas_cumprod = alphas  # the training schedule: the teacher's (v-prediction, zero terminal SNR)
+        self._empty_text = None
+
+    # ---- the I2V trainer's hooks ----------------------------------------------------------------
+
+    def load_frozen_models(self):
+        pipe = self.teacher_pipe
+        return _cast(pipe.vae, self.weight_dtype), _cast(pipe.text_encoder, self.weight_dtype), pipe.tokenizer
+
+    def build_model(self):
+        """The student: the teacher's architecture and weights, trainable, in fp32; for lcm also the
+        target network (a frozen copy that follows the student by EMA)."""
+        student = copy.deepcopy(self.teacher_pipe.transformer).float().train().requires_grad_(True)
+        self.target = None
+        if self.config.method == "lcm" and self.config.target_ema_decay > 0:
+            self.target = copy.deepcopy(student).to(self.accelerator.device).eval().requires_grad_(False)
+        return student
+
+    def checkpointed_extras(self) -> list:
+        return [self.target] if self.target is not None else []
+
+    def sampling_pipeline(self, model):
+        """The student as it will sample: its scheduler and steps, no classifier-free guidance."""
+        from ..pipelines import OpenSoraInpaintPipeline
+
+        steps = self.config.student_steps if self.config.method == "lcm" else self.teacher_default_steps
+        pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
+                                       default_guidance_scale=1.0, default_num_inference_steps=steps)
+        return pipe, steps
+
+    # ---- the loss --------------------------------------------------------------------------------
+
+    def empty_text(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unconditional branch's text: the empty caption (the sampler's default negative prompt)."""
+        if self._empty_text is None:
+            self._empty_text = self.text_states([""])
+        states, mask = self._empty_text
+        return states.expand(batch, -1, -1), mask.expand(batch, -1)
+
+    @torch.no_grad()
+    def teacher_guided(self, noisy, condition, timesteps, text, text_mask) -> torch.Tensor:
+        """The teacher's classifier-free-guided prediction (B, 8, T', h, w), fp32: both branches in one
+        batch, the unconditional one with the same image and mask inputs and the empty caption."""
+        batch, dtype = noisy.shape[0], self.weight_dtype
+        uncond_text, uncond_mask = self.empty_text(batch)
+        model_in = torch.cat([noisy, condition], dim=1).repeat(2, 1, 1, 1, 1).to(dtype)
+        states = torch.cat([uncond_text, text]).to(dtype)
+        masks = torch.cat([uncond_mask, text_mask])
+        pred = self.teacher(model_in, timesteps.repeat(2), states[:, None],
+                            encoder_attention_mask=masks[:, None]).sample.float()
+        uncond, cond = pred.chunk(2)
+        return uncond + self.guidance_scale * (cond - uncond)
+
+    def student(self, model, noisy, condition, timesteps, text, text_mask) -> torch.Tensor:
+        dtype = next(model.parameters()).dtype
+        return model(torch.cat([noisy, condition], dim=1).to(dtype), timesteps, text[:, None].to(dtype),
+                     encoder_attention_mask=text_mask[:, None]).sample.float()
+
+    def _alpha(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(alpha_bar), sqrt(1 - alpha_bar)) at integer timesteps, shaped (B, 1, 1, 1, 1)."""
+        a = self.alphas_cumprod[timesteps].float().view(-1, 1, 1, 1, 1)
+        return a.sqrt(), (1 - a).sqrt()
+
+    def x0_of(self, prediction, noisy, timesteps) -> torch.Tensor:
+        a, s = self._alpha(timesteps)
+        return a * noisy - s * prediction if self.config.prediction_type == "v_prediction" else (noisy - s * prediction) / a
+
+    def eps_of(self, prediction, noisy, timesteps) -> torch.Tensor:
+        a, s = self._alpha(timesteps)
+        return s * noisy + a * prediction if self.config.prediction_type == "v_prediction" else prediction
+
+    def consistency(self, prediction, noisy, timesteps) -> torch.Tensor:
+        """The consistency function LCMScheduler samples with: c_skip(t)·x_t + c_out(t)·x0(x_t, t)."""
+        c_skip, c_out = self.scheduler.get_scalings_for_boundary_condition_discrete(timesteps.double())
+        c_skip, c_out = (c.float().view(-1, 1, 1, 1, 1) for c in (c_skip, c_out))
+        return c_skip * noisy + c_out * self.x0_of(prediction, noisy, timesteps)
+
+    def loss(self, batch: dict, step: int, positions: list[int], sequence_parallel: bool = True) -> torch.Tensor:
+        config = self.config
+        encoded = self.encode_batch(batch, step, positions)
+        latents, noise, condition = encoded.latents, encoded.noise, encoded.condition
+        text, text_mask = encoded.text, encoded.text_mask
+        device = latents.device
+        if config.method == "guidance":
+            t = torch.stack([torch.randint(0, 1000, (), generator=g, device=device) for g in encoded.generators])
+            noisy = self.noise_scheduler.add_noise(latents, noise, t)
+            target = self.teacher_guided(noisy, condition, t, text, text_mask)
+            return F.mse_loss(self.student(self.model, noisy, condition, t, text, text_mask), target)
+
+        gap = 1000 // config.teacher_steps
+        index = torch.stack([torch.randint(0, config.teacher_steps, (), generator=g, device=device)
+                             for g in encoded.generators])
+        t = (index + 1) * gap - 1  # the grid LCMScheduler samples on: gap-1, 2·gap-1, ..., 999
+        s = (t - gap).clamp_min(0)  # one DDIM step down; 0 at the bottom, where c_skip = 1, c_out = 0
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        with torch.no_grad():
+            guided = self.teacher_guided(noisy, condition, t, text, text_mask)
+            x0, eps = self.x0_of(guided, noisy, t), self.eps_of(guided, noisy, t)
+            a_s, sigma_s = self._alpha(s)
+            previous = a_s * x0 + sigma_s * eps  # DDIM (deterministic) from t to s
+            target_model = self.target if self.target is not None else self._unwrapped()
+            target = self.consistency(self.student(target_model, previous, condition, s, text, text_mask),
+                                      previous, s)
+        prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask), noisy, t)
+        if config.huber_c > 0:
+            c = config.huber_c
+            return (torch.sqrt((prediction - target) ** 2 + c * c) - c).mean()
+        return F.mse_loss(prediction, target)
+
+    def after_optimizer_step(self) -> None:
+        """The target network follows the student: target <- d·target + (1 - d)·student."""
+        super().after_optimizer_step()
+        if self.target is None:
+            return
+        with torch.no_grad():
+            for mine, theirs in zip(self.target.parameters(), self._unwrapped().parameters()):
+                mine.lerp_(theirs.detach().to(mine.dtype), 1 - self.config.target_ema_decay)
+
+    # ---- the output ------------------------------------------------------------------------------
+
+    def _save_final(self) -> None:
+        """As ``soraplan train`` (model/, model_ema/), plus pipeline/: the student as a pipeline folder."""
+        super()._save_final()
+        if not self.accelerator.is_main_process:
+            return
+        from ..pipelines import OpenSoraInpaintPipeline
+        from ..utils.files import atomic_directory
+
+        config = self.config
+        transformer = self._unwrapped()
+        if self.ema is not None:
+            transformer = copy.deepcopy(transformer)
+            self.ema.copy_to(transformer.parameters())
+        pipe = self.teacher_pipe
+        steps = config.student_steps if config.method == "lcm" else self.teacher_default_steps
+        student = OpenSoraInpaintPipeline(transformer, _cast(pipe.vae, torch.float32),
+                                          _cast(pipe.text_encoder, torch.float32), pipe.tokenizer,
+                                          student_scheduler(pipe.scheduler, config), default_guidance_scale=1.0,
+                                          default_num_inference_steps=steps,
+                                          distilled_guidance_scale=self.guidance_scale)
+        with atomic_directory(self.output_dir / "pipeline") as folder:
+            student.save_pretrained(folder)
+            (folder / "distillation.json").write_text(json.dumps({
+                "teacher": config.teacher, "method": config.method, "guidance_scale": self.guidance_scale,
+                "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step}, indent=1))
+
+
+def _cast(module, dtype):
+    """``module`` in ``dtype`` (a no-op, and no diffusers warning, when it already is)."""
+    return module if next(module.parameters()).dtype == dtype else module.to(dtype)
+
+
+def distill(config: DistillConfig) -> dict:
+    return DistillTrainer(config).train()

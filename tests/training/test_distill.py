@@ -1,0 +1,200 @@
+"""`soraplan distill` end to end with a tiny real teacher pipeline and real mp4 clips."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from soraplan.data import read_video
+
+from ..conftest import build_tiny_pipeline, make_videos, write_image
+from .test_train_i2v import annotate, kill_when, records
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    pipe = build_tiny_pipeline()
+    pipe.save_pretrained(root / "teacher")
+    pipe.transformer.save_pretrained(root / "release" / "transformer")  # the release's separate folders
+    pipe.vae.save_pretrained(root / "release" / "vae")
+    pipe.text_encoder.save_pretrained(root / "release" / "t5")
+    pipe.tokenizer.save_pretrained(root / "release" / "t5")
+    annotate(root / "train", make_videos(root / "train", 8, frames=12, size=32, seed=0))
+    write_image(root / "first.png", 32, 32, seed=1)
+    return root
+
+
+def flags(assets, out, *extra):
+    return ["--teacher", assets / "teacher", "--data", assets / "train" / "data.txt", "--output_dir", out,
+            "--mask_config", ROOT / "scripts/train_configs/mask_config.yaml", "--num_frames", 9, "--max_height", 32,
+            "--max_width", 32, "--hw_stride", 16, "--train_fps", 8, "--min_num_frames", 9, "--model_max_length", 32,
+            *extra]
+
+
+def in_process(assets, out, **overrides):
+    """The trainer of `flags(...)`, built in this process (for looking inside it)."""
+    from soraplan.training.distill_trainer import DistillConfig, DistillTrainer
+
+    torch.set_num_threads(1)
+    values = dict(teacher=str(assets / "teacher"), data=str(assets / "train" / "data.txt"), output_dir=str(out),
+                  mask_config=str(ROOT / "scripts/train_configs/mask_config.yaml"), num_frames=9, max_height=32,
+                  max_width=32, hw_stride=16, train_fps=8, min_num_frames=9, model_max_length=32,
+                  train_batch_size=2, checkpointing_steps=0)
+    return DistillTrainer(DistillConfig(**{**values, **overrides}))
+
+
+def soraplan(*args):
+    return subprocess.run([sys.executable, "-m", "soraplan", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **ENV})
+
+
+def test_consistency_student_is_a_pipeline_that_samples_in_its_own_steps(assets, tmp_path):
+    out = tmp_path / "run"
+    result = soraplan("distill", *flags(assets, out, "--train_batch_size", 2, "--max_train_steps", 4,
+                                        "--learning_rate", 1e-4, "--use_ema", "--student_steps", 4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    index = json.loads((out / "pipeline" / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "LCMScheduler"]
+    assert (index["default_num_inference_steps"], index["default_guidance_scale"]) == (4, 1.0)
+    assert index["distilled_guidance_scale"] == 7.5  # the tiny teacher's default guidance
+    sampled = soraplan("sample", "--model_path", out / "pipeline", "--text_prompt", "clip 1",
+                       "--conditional_pixel_values_path", assets / "first.png", "--num_frames", 9, "--height", 32,
+                       "--width", 32, "--max_sequence_length", 32, "--save_img_path", tmp_path / "videos")
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    assert video.name.startswith("LCM_") and "_s4" in video.name  # the student's sampler and steps
+    assert read_video(video)[0].shape == (9, 32, 32, 3)
+    record = json.loads(video.with_suffix(".json").read_text())
+    assert record["sampler"]["method"] == "LCM"
+    twice = soraplan("sample", "--model_path", out / "pipeline", "--text_prompt", "clip 1", "--guidance_scale", 3,
+                     "--conditional_pixel_values_path", assets / "first.png", "--num_frames", 9, "--height", 32,
+                     "--width", 32, "--max_sequence_length", 32, "--save_img_path", tmp_path / "twice")
+    lines = twice.stderr.strip().splitlines()
+    assert twice.returncode == 2 and "guidance-distilled" in lines[-1] and "Traceback" not in twice.stderr
+
+
+def test_consistency_step_is_the_one_the_sampler_takes(assets, tmp_path):
+    """Training and sampling agree: the student's consistency function at (x_t, t) is what diffusers'
+    LCMScheduler returns as the denoised sample for the same model output."""
+    trainer = in_process(assets, tmp_path / "unit")
+    scheduler = trainer.scheduler
+    scheduler.set_timesteps(4)
+    generator = torch.Generator().manual_seed(0)
+    sample, output = torch.randn(1, 8, 3, 4, 4, generator=generator), torch.randn(1, 8, 3, 4, 4, generator=generator)
+    for t in scheduler.timesteps.tolist():
+        scheduler._step_index = list(scheduler.timesteps.tolist()).index(t)
+        denoised = scheduler.step(output, t, sample, generator=generator).denoised
+        ours = trainer.consistency(output, sample, torch.tensor([t]))
+        assert torch.allclose(ours, denoised, atol=1e-5), t
+
+
+def test_guidance_student_matches_the_guided_teacher_in_one_pass(assets, tmp_path):
+    """After 60 steps the student's single pass is within 2 % (relative L2, on the training clips at
+    three noise levels) of the teacher's two-pass guided prediction; the teacher's own conditional
+    pass, where the student starts, is 3-4 % away at guidance 4."""
+    trainer = in_process(assets, tmp_path / "run", method="guidance", guidance_scale=4.0, learning_rate=1e-4,
+                         max_train_steps=60)
+
+    @torch.no_grad()
+    def distance() -> float:
+        errors = []
+        for index in range(len(trainer.dataset)):
+            item = trainer.dataset[index]
+            encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
+            for t in (100, 500, 900):
+                t = torch.tensor([t])
+                noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
+                guided = trainer.teacher_guided(noisy, encoded.condition, t, encoded.text, encoded.text_mask)
+                single = trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text, encoded.text_mask)
+                errors.append(((single - guided).norm() / guided.norm()).item())
+        return float(np.mean(errors))
+
+    before = distance()
+    trainer.train()
+    after = distance()
+    assert before > 0.025, before  # guidance really changes the teacher's prediction
+    assert after < 0.02 and after < 0.5 * before, (before, after)
+    index = json.loads((tmp_path / "run" / "pipeline" / "model_index.json").read_text())
+    assert index["scheduler"][1] == "EulerAncestralDiscreteScheduler"  # the teacher's sampler, one pass a step
+    assert (index["default_num_inference_steps"], index["distilled_guidance_scale"]) == (100, 4.0)
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
+    """The target network and the EMA are part of the checkpoint: a run killed with -9 and resumed ends
+    with the uninterrupted run's student, EMA and losses."""
+    args = ["--train_batch_size", 1, "--max_train_steps", 12, "--checkpointing_steps", 4, "--use_ema",
+            "--learning_rate", 1e-4, "--lr_scheduler", "cosine", "--lr_warmup_steps", 2]
+    reference = soraplan("distill", *flags(assets, tmp_path / "straight", *args))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    out = tmp_path / "killed"
+    kill_when([sys.executable, "-m", "soraplan", "distill", *map(str, flags(assets, out, *args))], out / "checkpoint-4", ENV)
+    assert not (out / "pipeline").exists(), "the run finished before it could be killed"
+    resumed = soraplan("distill", *flags(assets, out, *args, "--resume_from_checkpoint", "latest"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = records(tmp_path / "straight", "train_loss"), records(out, "train_loss")
+    assert sorted(got) == list(range(1, 13))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), step
+    for name in ("model", "model_ema", "pipeline/transformer"):
+        a = load_file(tmp_path / "straight" / name / "diffusion_pytorch_model.safetensors")
+        b = load_file(out / name / "diffusion_pytorch_model.safetensors")
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+
+
+def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
+    from soraplan.cli.main import main
+
+    t2v = tmp_path / "t2v"
+    build_tiny_pipeline(t2v=True).save_pretrained(t2v)
+    capsys.readouterr()
+    cases = [
+        (["--method", "progressive"], "invalid choice: 'progressive'"),
+        (["--student_steps", 3], "--student_steps 3 does not divide the teacher's grid of --teacher_steps 40"),
+        (["--teacher_steps", 48], "must divide the 1000 training timesteps"),
+        (["--guidance_scale", 0.5], "--guidance_scale must be at least 1"),
+        (["--sp_size", 2], "does not run sequence parallel"),
+    ]
+    (tmp_path / "empty").mkdir()
+    for teacher, message in ((t2v, "is a text-to-video (T2V) model"), (tmp_path / "none", "no such folder"),
+                             (tmp_path / "empty", "not a pipeline folder (model_index.json) nor a transformer")):
+        cases.append((["--teacher", teacher], message))  # the later --teacher wins
+    for extra, message in cases:
+        try:
+            code = main(["distill", *map(str, flags(assets, tmp_path / "o", *extra))])
+        except SystemExit as exit:  # argparse's own checks (choices)
+            code = exit.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], (extra, err)
+    assert not (tmp_path / "o").exists()  # nothing written for a mistake
+
+
+def test_release_script_runs_on_two_processes(assets, tmp_path):
+    """scripts/text_condition/gpu/distill_inpaint_v1_3.sh with a teacher given as the release's separate
+    transformer / VAE / text-encoder folders, under torchrun with 2 processes (DDP, gloo)."""
+    release = assets / "release"
+    env = {"LAUNCH": f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port 29643",
+           "DATA": str(assets / "train" / "data.txt"), "TEACHER": str(release / "transformer"),
+           "AE_PATH": str(release / "vae"), "TEXT_ENCODER": str(release / "t5"), "OUTPUT_DIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        ["bash", "scripts/text_condition/gpu/distill_inpaint_v1_3.sh", "--num_frames", "9", "--max_height", "32",
+         "--max_width", "32", "--max_hxw", "1024", "--min_hxw", "256", "--hw_stride", "16", "--train_fps", "8",
+         "--min_num_frames", "9", "--max_train_steps", "2", "--model_max_length", "32", "--mixed_precision", "no",
+         "--dataloader_num_workers", "0", "--checkpointing_steps", "2", "--gradient_accumulation_steps", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV, **env},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoint-2" / "model_ema").is_dir()
+    index = json.loads((tmp_path / "out" / "pipeline" / "model_index.json").read_text())
+    assert index["default_num_inference_steps"] == 4 and index["distilled_guidance_scale"] == 7.5
