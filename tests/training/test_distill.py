@@ -47,7 +47,6 @@ def in_process(assets, out, **overrides):
     """The trainer of `flags(...)`, built in this process (for looking inside it)."""
     from soraplan.training.distill_trainer import DistillConfig, DistillTrainer
 
-    torch.set_num_threads(1)
     values = dict(teacher=str(assets / "teacher"), data=str(assets / "train" / "data.txt"), output_dir=str(out),
                   mask_config=str(ROOT / "scripts/train_configs/mask_config.yaml"), num_frames=9, max_height=32,
                   max_width=32, hw_stride=16, train_fps=8, min_num_frames=9, model_max_length=32,
