@@ -62,14 +62,5 @@ stage_bench() {
     --output "$OUT/bench.json"
 }
 
-ALL=(data distill eval bench)
-STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=("${ALL[@]}")
-for stage in "${STAGES[@]}"; do
-  case " ${ALL[*]} " in *" $stage "*) ;; *) echo "unknown stage '$stage'; stages: ${ALL[*]}" >&2; exit 2;; esac
-done
-for stage in "${STAGES[@]}"; do
-  started=$(date +%s)
-  "stage_$stage"
-  echo "$stage $(( $(date +%s) - started )) s" | tee -a "$OUT/stage_times.txt"
-done
+source "$HERE/stages.sh"
+run_stages data distill eval bench -- "$@"

@@ -153,6 +153,13 @@ def test_cfg_parallel_needs_pairs(assets, tmp_path):
                     launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
     assert result.returncode != 0
     assert "--sp with --cfg_parallel needs at least 4 processes" in result.stderr  # (torchrun adds its own report)
+    unguided = sample("--model_path", assets / "pipe", "--text_prompt", "p", "--cfg_parallel", "--guidance_scale",
+                      "1", "--save_img_path", tmp_path, *FAST, env={"OMP_NUM_THREADS": "1"},
+                      launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert unguided.returncode != 0 and "soraplan/cli" not in unguided.stderr  # torchrun's own traceback only
+    assert ("soraplan sample: error: --cfg_parallel splits classifier-free guidance over two processes, but this "
+            "run has no unconditional pass to split (guidance 1): drop --cfg_parallel") in unguided.stderr
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 @pytest.mark.parametrize(

@@ -270,3 +270,28 @@ def test_padded_text_tail_is_skipped_without_changing_the_output():
         degenerate = model(x, 700, text, encoder_attention_mask=keep).sample
         cut = model(x, 700, text[:, :, :10], encoder_attention_mask=keep[:, :, :10]).sample
     assert torch.allclose(degenerate[0], cut[0], atol=1e-6) and not torch.allclose(degenerate[1], cut[1], atol=1e-4)
+
+
+def test_guidance_embedding_starts_as_the_base_model_and_round_trips(tmp_path):
+    """``guidance_embeds`` (not in the release; a guidance-range student's input): zero at first, so the
+    model equals the one without it for any scale; once trained, the scale changes the output; the
+    folder reloads with it; a missing or unexpected ``guidance`` is a clear error."""
+    base = randomize_(build_inpaint("tiny")).eval()
+    model = OpenSoraInpaint.from_config(base.config, guidance_embeds=True).eval()
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("guidance_embedder.") for key in missing)
+    inputs = t2v_inputs(channels=20)
+    with torch.no_grad():
+        plain = base(**inputs).sample
+        torch.testing.assert_close(model(**inputs, guidance=torch.tensor([2.0, 7.5])).sample, plain, atol=0, rtol=0)
+        torch.nn.init.normal_(model.guidance_embedder.embedder.linear_2.weight, std=0.05)
+        low, high = model(**inputs, guidance=2.0).sample, model(**inputs, guidance=7.5).sample
+        assert (low - high).abs().max() > 1e-3
+        model.save_pretrained(tmp_path)
+        loaded = OpenSoraInpaint.from_pretrained(tmp_path).eval()
+        assert loaded.config.guidance_embeds
+        torch.testing.assert_close(loaded(**inputs, guidance=7.5).sample, high, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="embeds the guidance scale"):
+        model(**inputs)
+    with pytest.raises(ValueError, match="has no guidance embedding"):
+        base(**inputs, guidance=3.0)

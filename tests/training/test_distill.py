@@ -99,30 +99,54 @@ def test_consistency_step_is_the_one_the_sampler_takes(assets, tmp_path):
         assert torch.allclose(ours, denoised, atol=1e-5), t
 
 
+@torch.no_grad()
+def guided_distance(trainer, scale: float, embed: bool = False) -> float:
+    """Mean relative L2 distance, over the training clips at three noise levels, between the student's
+    one pass and the teacher's two-pass guided prediction at ``scale`` (``embed``: the student is
+    given the scale, as a guidance-range student is)."""
+    errors = []
+    for index in range(len(trainer.dataset)):
+        item = trainer.dataset[index]
+        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
+        w = torch.tensor([scale])
+        for t in (100, 500, 900):
+            t = torch.tensor([t])
+            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
+            guided = trainer.teacher_guided(noisy, encoded.condition, t, encoded.text, encoded.text_mask, w)
+            single = trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text, encoded.text_mask,
+                                     w if embed else None)
+            errors.append(((single - guided).norm() / guided.norm()).item())
+    return float(np.mean(errors))
+
+
+@torch.no_grad()
+def scale_response(trainer, low: float, high: float) -> float:
+    """Mean cosine similarity between the student's change from guidance ``low`` to ``high`` and the
+    guided teacher's (0 for a student that ignores its guidance input)."""
+    cosines = []
+    for index in range(len(trainer.dataset)):
+        item = trainer.dataset[index]
+        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
+        for t in (100, 500, 900):
+            t = torch.tensor([t])
+            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
+            inputs = (noisy, encoded.condition, t, encoded.text, encoded.text_mask)
+            w = {v: torch.tensor([v]) for v in (low, high)}
+            teacher = trainer.teacher_guided(*inputs, w[high]) - trainer.teacher_guided(*inputs, w[low])
+            student = trainer.student(trainer.model, *inputs, w[high]) - trainer.student(trainer.model, *inputs, w[low])
+            cosines.append(torch.nn.functional.cosine_similarity(teacher.flatten(), student.flatten(), dim=0).item())
+    return float(np.mean(cosines))
+
+
 def test_guidance_student_matches_the_guided_teacher_in_one_pass(assets, tmp_path):
-    """After 60 steps the student's single pass is within 2 % (relative L2, on the training clips at
-    three noise levels) of the teacher's two-pass guided prediction; the teacher's own conditional
-    pass, where the student starts, is 3-4 % away at guidance 4."""
+    """After 60 steps the student's single pass is within 2 % of the teacher's two-pass guided
+    prediction; the teacher's own conditional pass, where the student starts, is 3-4 % away at
+    guidance 4."""
     trainer = in_process(assets, tmp_path / "run", method="guidance", guidance_scale=4.0, learning_rate=1e-4,
                          max_train_steps=60)
-
-    @torch.no_grad()
-    def distance() -> float:
-        errors = []
-        for index in range(len(trainer.dataset)):
-            item = trainer.dataset[index]
-            encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
-            for t in (100, 500, 900):
-                t = torch.tensor([t])
-                noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
-                guided = trainer.teacher_guided(noisy, encoded.condition, t, encoded.text, encoded.text_mask)
-                single = trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text, encoded.text_mask)
-                errors.append(((single - guided).norm() / guided.norm()).item())
-        return float(np.mean(errors))
-
-    before = distance()
+    before = guided_distance(trainer, 4.0)
     trainer.train()
-    after = distance()
+    after = guided_distance(trainer, 4.0)
     assert before > 0.025, before  # guidance really changes the teacher's prediction
     assert after < 0.02 and after < 0.5 * before, (before, after)
     index = json.loads((tmp_path / "run" / "pipeline" / "model_index.json").read_text())
@@ -130,11 +154,45 @@ def test_guidance_student_matches_the_guided_teacher_in_one_pass(assets, tmp_pat
     assert (index["default_num_inference_steps"], index["distilled_guidance_scale"]) == (100, 4.0)
 
 
+def test_guidance_range_student_takes_the_scale_as_an_input(assets, tmp_path):
+    """--guidance_range 2,6: the student (the teacher plus a zero-initialised guidance embedding) gets
+    closer to the guided teacher at both ends of the range in one pass, samples at any scale inside
+    it without an unconditional pass, and refuses one outside."""
+    from soraplan.pipelines import load_pipeline
+
+    trainer = in_process(assets, tmp_path / "run", method="guidance", guidance_range="2,6", guidance_scale=4.0,
+                         learning_rate=1e-4, max_train_steps=60)
+    before = {w: guided_distance(trainer, w, embed=True) for w in (2.0, 4.0, 6.0)}
+    trainer.train()
+    after = {w: guided_distance(trainer, w, embed=True) for w in (2.0, 4.0, 6.0)}
+    # 2 starts close (the teacher's conditional pass is nearly guidance 2) and stays close; 4 and 6 come
+    # much closer (about 0.036 -> 0.013 and 0.060 -> 0.031)
+    assert after[2.0] < 0.025 and after[4.0] < 0.6 * before[4.0] and after[6.0] < 0.6 * before[6.0], (before, after)
+    # and the student's change from scale 2 to 6 points where the teacher's does (about 0.8)
+    assert scale_response(trainer, 2.0, 6.0) > 0.6
+    index = json.loads((tmp_path / "run" / "pipeline" / "model_index.json").read_text())
+    assert index["distilled_guidance_range"] == [2.0, 6.0] and index["default_guidance_scale"] == 4.0
+    pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
+    assert pipe.transformer.config.guidance_embeds and pipe.guidance_in_one_pass
+    calls = []
+    pipe.transformer.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["guidance"]),
+                                               with_kwargs=True)
+    videos = {w: pipe("clip 1", conditions=[str(assets / "first.png")], num_frames=9, height=32, width=32,
+                      num_inference_steps=3, guidance_scale=w, max_sequence_length=32,
+                      generator=torch.Generator().manual_seed(0)).videos for w in (2.5, 5.5)}
+    assert len(calls) == 6 and [c.tolist() for c in calls] == [[2.5]] * 3 + [[5.5]] * 3  # one pass a step
+    assert not np.array_equal(videos[2.5], videos[5.5])  # the scale reaches the model
+    with pytest.raises(ValueError, match="takes guidance scales from 2 to 6"):
+        pipe("clip 1", conditions=[str(assets / "first.png")], num_frames=9, height=32, width=32,
+             num_inference_steps=3, guidance_scale=7.5, max_sequence_length=32)
+
+
 def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
     """The target network and the EMA are part of the checkpoint: a run killed with -9 and resumed ends
-    with the uninterrupted run's student, EMA and losses."""
+    with the uninterrupted run's student (here one with a guidance embedding), EMA and losses."""
     args = ["--train_batch_size", 1, "--max_train_steps", 12, "--checkpointing_steps", 4, "--use_ema",
-            "--learning_rate", 1e-4, "--lr_scheduler", "cosine", "--lr_warmup_steps", 2]
+            "--learning_rate", 1e-4, "--lr_scheduler", "cosine", "--lr_warmup_steps", 2,
+            "--guidance_range", "2,8"]  # an lcm student with a guidance input: the scales drawn resume too
     reference = soraplan("distill", *flags(assets, tmp_path / "straight", *args))
     assert reference.returncode == 0, reference.stderr[-3000:]
     out = tmp_path / "killed"
@@ -150,10 +208,14 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
         a = load_file(tmp_path / "straight" / name / "diffusion_pytorch_model.safetensors")
         b = load_file(out / name / "diffusion_pytorch_model.safetensors")
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+    assert any(key.startswith("guidance_embedder.") for key in a)
+    index = json.loads((out / "pipeline" / "model_index.json").read_text())
+    assert index["scheduler"][1] == "LCMScheduler" and index["distilled_guidance_range"] == [2.0, 8.0]
 
 
 def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
     from soraplan.cli.main import main
+    from soraplan.demo.assets import demo_student_path
 
     t2v = tmp_path / "t2v"
     build_tiny_pipeline(t2v=True).save_pretrained(t2v)
@@ -164,17 +226,23 @@ def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
         (["--teacher_steps", 48], "must divide the 1000 training timesteps"),
         (["--guidance_scale", 0.5], "--guidance_scale must be at least 1"),
         (["--sp_size", 2], "does not run sequence parallel"),
+        (["--guidance_range", "8"], "--guidance_range takes two numbers LOW,HIGH"),
+        (["--guidance_range", "6,2"], "need 1 <= LOW < HIGH"),
+        (["--guidance_range", "1,4", "--guidance_scale", 5], "--guidance_scale 5 (the student's default) lies outside"),
+        (["--guidance_range", "1,4"], "the teacher's guidance 7.5 (the student's default) lies outside"),
     ]
     (tmp_path / "empty").mkdir()
     for teacher, message in ((t2v, "is a text-to-video (T2V) model"), (tmp_path / "none", "no such folder"),
-                             (tmp_path / "empty", "not a pipeline folder (model_index.json) nor a transformer")):
+                             (tmp_path / "empty", "not a pipeline folder (model_index.json) nor a transformer"),
+                             (demo_student_path(), "is itself a guidance-distilled student")):
         cases.append((["--teacher", teacher], message))  # the later --teacher wins
     for extra, message in cases:
         try:
             code = main(["distill", *map(str, flags(assets, tmp_path / "o", *extra))])
         except SystemExit as exit:  # argparse's own checks (choices)
             code = exit.code
-        err = capsys.readouterr().err.strip().splitlines()
+        # (a mistake found once the teacher is loaded comes after its loading progress bars)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "it/s]" not in line]
         assert code == 2 and len(err) == 1 and message in err[0], (extra, err)
     assert not (tmp_path / "o").exists()  # nothing written for a mistake
 

@@ -92,9 +92,9 @@ class StepCacheHook(ModelHook):
         return self._change >= self.threshold
 
     def new_forward(self, module, hidden_states, timestep, encoder_hidden_states, attention_mask=None,
-                    encoder_attention_mask=None, return_dict=True, **unused):
+                    encoder_attention_mask=None, return_dict=True, guidance=None, **unused):
         state = module.prepare_inputs(hidden_states, timestep, encoder_hidden_states, attention_mask,
-                                      encoder_attention_mask)
+                                      encoder_attention_mask, guidance)
         modulated = module.transformer_blocks[0].modulated_input(state.tokens, state.modulation)  # (B, S, D)
         if self._must_compute(modulated):
             tokens = module.run_blocks(state)

@@ -24,7 +24,11 @@ HELPS = {
     "output_dir": "checkpoint-N/ folders, model/ (the student transformer), pipeline/ (the student, ready to sample)",
     "method": "lcm: a few-step student (latent consistency distillation, guidance built in); guidance: one pass "
               "instead of two at the teacher's steps",
-    "guidance_scale": "the classifier-free guidance the student learns to give in one pass (default: the teacher's)",
+    "guidance_scale": "the classifier-free guidance the student learns to give in one pass (default: the teacher's); "
+                      "with --guidance_range, the student's default scale",
+    "guidance_range": "LOW,HIGH: the student takes the guidance scale as an input (a new zero-initialised "
+                      "embedding) and learns every scale in the range, one pass a step; sampled with "
+                      "--guidance_scale inside it",
     "teacher_steps": "lcm: the timestep grid the teacher's DDIM solver walks (divides 1000)",
     "student_steps": "lcm: the student's default sampling steps (divides --teacher_steps)",
     "target_ema_decay": "lcm: EMA decay of the target network (0: the student itself, without gradient)",

@@ -371,8 +371,8 @@ def run(args) -> int:
         pipe.transformer.compile_repeated_blocks()  # each block compiled in place; one graph serves them all
     pipe.set_progress_bar_config(disable=rank != 0)
     steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
-    if args.cfg_parallel and guidance <= 1:
-        why = ("the model is guidance-distilled, one pass a step" if pipe.config.get("distilled_guidance_scale")
+    if args.cfg_parallel and (guidance <= 1 or pipe.guidance_in_one_pass):
+        why = ("the model is guidance-distilled, one pass a step" if pipe.guidance_in_one_pass
                else f"guidance {guidance:g}")
         raise UserError(f"--cfg_parallel splits classifier-free guidance over two processes, but this run has no "
                         f"unconditional pass to split ({why}): drop --cfg_parallel")

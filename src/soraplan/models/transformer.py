@@ -169,6 +169,7 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         interpolation_scale_t: float = 1.0,
         sparse1d: bool = False,
         sparse_n: int = 2,
+        guidance_embeds: bool = False,
     ):
         super().__init__()
         hidden_size = num_attention_heads * attention_head_dim
@@ -198,6 +199,9 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
         self.adaln_single = AdaLayerNormSingle(hidden_size, use_additional_conditions=False)
+        # not in the release: a guidance-distilled student's guidance-scale input (soraplan distill
+        # --guidance_range), zero at initialisation so that the student starts as its teacher
+        self.guidance_embedder = GuidanceEmbedding(hidden_size) if guidance_embeds else None
 
     @property
     def layer_kinds(self) -> list[str]:
@@ -223,16 +227,18 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         return_dict: bool = True,
+        guidance: torch.Tensor | float | None = None,
         **unused,
     ):
         """Predict the diffusion target for latents (B, C_in, T, H, W).
 
         ``encoder_hidden_states`` (B, 1, L, C) or (B, L, C); ``attention_mask`` (B, T, H, W) video mask
         and ``encoder_attention_mask`` (B, 1, L) or (B, L) text mask, 1 = keep; None = all valid.
+        ``guidance`` (B,) or a scalar: the guidance scale, for a model with ``guidance_embeds`` only.
         Extra keyword arguments of the reference call (e.g. ``pooled_projections``) are ignored.
         """
         state = self.prepare_inputs(hidden_states, timestep, encoder_hidden_states, attention_mask,
-                                    encoder_attention_mask)
+                                    encoder_attention_mask, guidance)
         return self.finish(self.run_blocks(state), state, return_dict)
 
     # The forward pass in three stages, so that accelerations (soraplan.acceleration) can wrap the
@@ -245,6 +251,7 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         encoder_hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        guidance: torch.Tensor | float | None = None,
     ) -> BlockInputs:
         """Embeddings, modulation, masks and RoPE tables: everything the blocks take."""
         batch, channels, frames, height, width = hidden_states.shape
@@ -265,9 +272,8 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
 
         tokens = self.embed_latents(hidden_states)  # (B, S, D)
         dtype, device = tokens.dtype, tokens.device
-        modulation, embedded_timestep = self.adaln_single(
-            _batch_timestep(timestep, batch, device), batch_size=batch, hidden_dtype=dtype
-        )  # (B, 6D), (B, D)
+        modulation, embedded_timestep = self.modulation(_batch_timestep(timestep, batch, device), guidance,
+                                                        batch, dtype)  # (B, 6D), (B, D)
         modulation = modulation.view(batch, 6, self.hidden_size)
         text, text_keep = _drop_padding_tail(_text_states(encoder_hidden_states, batch),
                                              _text_keep(encoder_attention_mask, batch))
@@ -285,6 +291,21 @@ class OpenSoraT2V(ModelMixin, ConfigMixin):
         cos, sin = self.rope.cos_sin(full_grid, device, dtype)
         rope = (cos, fold_rotation_sign(sin))  # what every self-attention's rope.rotate takes
         return BlockInputs(tokens, text, modulation, embedded_timestep, rope, self_biases, text_bias, grid)
+
+    def modulation(self, timestep: torch.Tensor, guidance, batch: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """adaLN-single: the timestep embedding (B, D) and the blocks' modulation (B, 6D) from it; with
+        a guidance embedding, the guidance scale's embedding is added to the timestep's first."""
+        if self.guidance_embedder is None:
+            if guidance is not None:
+                raise ValueError("guidance was given, but this transformer has no guidance embedding "
+                                 "(guidance_embeds is off): use classifier-free guidance instead")
+            return self.adaln_single(timestep, batch_size=batch, hidden_dtype=dtype)
+        if guidance is None:
+            raise ValueError("this transformer embeds the guidance scale (guidance_embeds): pass guidance=")
+        embedded = self.adaln_single.emb(timestep, resolution=None, aspect_ratio=None, batch_size=batch,
+                                         hidden_dtype=dtype)  # (B, D)
+        embedded = embedded + self.guidance_embedder(_batch_timestep(guidance, batch, timestep.device), dtype)
+        return self.adaln_single.linear(self.adaln_single.silu(embedded)), embedded
 
     def run_blocks(self, state: BlockInputs) -> torch.Tensor:
         """The transformer blocks: (B, S, D) tokens in, (B, S, D) tokens out."""
@@ -354,6 +375,7 @@ class OpenSoraInpaint(OpenSoraT2V):
         sparse1d: bool = False,
         sparse_n: int = 2,
         vae_scale_factor_t: int = 4,
+        guidance_embeds: bool = False,
     ):
         super().__init__(
             num_attention_heads=num_attention_heads,
@@ -381,6 +403,7 @@ class OpenSoraInpaint(OpenSoraT2V):
             interpolation_scale_t=interpolation_scale_t,
             sparse1d=sparse1d,
             sparse_n=sparse_n,
+            guidance_embeds=guidance_embeds,
         )
         self.vae_scale_factor_t = vae_scale_factor_t
         self.pos_embed_masked_hidden_states = nn.ModuleList(
@@ -403,6 +426,24 @@ class OpenSoraInpaint(OpenSoraT2V):
         masked_embed, masked_linear = self.pos_embed_masked_hidden_states
         mask_embed, mask_linear = self.pos_embed_mask
         return self.pos_embed(noisy) + masked_linear(masked_embed(masked_video)) + mask_linear(mask_embed(mask))
+
+
+class GuidanceEmbedding(nn.Module):
+    """Guidance scale w (B,) -> (B, D), added to the timestep embedding: w·1000 through the same
+    sinusoidal projection and MLP shape as the timestep (so 1 and 8 are as far apart as timesteps 1000
+    and 8000), the MLP's last layer zero so a new embedding changes nothing until it is trained."""
+
+    def __init__(self, hidden_size: int, frequencies: int = 256):
+        super().__init__()
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        self.proj = Timesteps(frequencies, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.embedder = TimestepEmbedding(frequencies, hidden_size)
+        nn.init.zeros_(self.embedder.linear_2.weight)
+        nn.init.zeros_(self.embedder.linear_2.bias)
+
+    def forward(self, guidance: torch.Tensor, dtype) -> torch.Tensor:
+        return self.embedder(self.proj(guidance.float() * 1000).to(dtype))
 
 
 def _zero_linear(dim: int) -> nn.Linear:

@@ -38,6 +38,12 @@ class OpenSoraPipelineOutput(BaseOutput):
     given_frames: list[int] | None = None
 
 
+def classifier_free_guidance(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """The guided prediction uncond + scale * (cond - uncond): the one rule the sampler and the
+    distillation trainer's teacher share, so a guidance student learns what the pipeline would sample."""
+    return uncond + scale * (cond - uncond)
+
+
 def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
     """Guidance rescale (Lin et al. 2023, sec. 3.4): match the std of the conditional prediction."""
     dims = list(range(1, guided.ndim))
@@ -52,20 +58,26 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, default_guidance_scale: float = 7.5,
-                 default_num_inference_steps: int = 100, distilled_guidance_scale: float | None = None):
+                 default_num_inference_steps: int = 100, distilled_guidance_scale: float | None = None,
+                 distilled_guidance_range: list[float] | tuple[float, float] | None = None):
         """``default_guidance_scale`` / ``default_num_inference_steps``: what a call without
         ``guidance_scale`` / ``num_inference_steps`` uses. They are saved in model_index.json, so a
         pipeline folder carries the sampling settings its model was made for (the release's 7.5 and
         100; a small model may need less guidance, a distilled one fewer steps).
         ``distilled_guidance_scale``: the guidance a distilled student (``soraplan distill``) computes in
-        its single pass; classifier-free guidance on top of it is refused (it would guide twice)."""
+        its single pass; classifier-free guidance on top of it is refused (it would guide twice).
+        ``distilled_guidance_range``: (low, high) for a student that takes the guidance scale as an input
+        (``soraplan distill --guidance_range``, a transformer with ``guidance_embeds``): ``guidance_scale``
+        in that range is given to it, one pass a step, and one outside it is refused."""
         super().__init__()
         self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
         self.register_to_config(default_guidance_scale=float(default_guidance_scale),
                                 default_num_inference_steps=int(default_num_inference_steps),
                                 distilled_guidance_scale=None if distilled_guidance_scale is None
-                                else float(distilled_guidance_scale))
+                                else float(distilled_guidance_scale),
+                                distilled_guidance_range=None if distilled_guidance_range is None
+                                else [float(v) for v in distilled_guidance_range])
 
     # ----------------------------------------------------------------------------------------------
 
@@ -79,6 +91,17 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         from ..models.transformer import OpenSoraInpaint
 
         return isinstance(getattr(self.transformer, "_orig_mod", self.transformer), OpenSoraInpaint)  # torch.compile'd too
+
+    @property
+    def guidance_range(self) -> tuple[float, float] | None:
+        """The guidance scales a guidance-embedding student takes (None for every other model)."""
+        bounds = getattr(self.config, "distilled_guidance_range", None)
+        return None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    @property
+    def guidance_in_one_pass(self) -> bool:
+        """True for a guidance-distilled student: no unconditional pass, whatever the guidance."""
+        return getattr(self.config, "distilled_guidance_scale", None) is not None or self.guidance_range is not None
 
     def enable_sequence_parallel(self, group) -> None:
         """Split every video's frames over the ranks of ``group`` (a soraplan.parallel.UlyssesGroup;
@@ -152,8 +175,11 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             problems.append("num_inference_steps must be at least 1")
         if guidance_scale < 0:
             problems.append("guidance_scale must be >= 0")
-        distilled = getattr(self.config, "distilled_guidance_scale", None)
-        if distilled is not None and guidance_scale > 1:
+        distilled, bounds = getattr(self.config, "distilled_guidance_scale", None), self.guidance_range
+        if bounds is not None and not bounds[0] <= guidance_scale <= bounds[1]:
+            problems.append(f"this model takes guidance scales from {bounds[0]:g} to {bounds[1]:g} (the range it was "
+                            f"distilled on, one pass a step); guidance_scale {guidance_scale:g} lies outside it")
+        elif bounds is None and distilled is not None and guidance_scale > 1:
             problems.append(f"this model is guidance-distilled (guidance {distilled:g} is built into its single "
                             f"pass); guidance_scale {guidance_scale:g} would guide twice: leave it out or give 1")
         if not 0 <= noise_strength <= 1:
@@ -207,7 +233,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
         batch = len(prompts) * num_samples_per_prompt
         real_h, real_w = conditioning.video.shape[-2:]
 
-        use_cfg = guidance_scale > 1.0
+        use_cfg = guidance_scale > 1.0 and self.guidance_range is None
         negatives = None
         if use_cfg:
             negatives = [negative_prompt or ""] * len(prompts) if not isinstance(negative_prompt, list) else negative_prompt
@@ -268,6 +294,9 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             if cfg_group is not None:
                 split_over.append(cfg_group)
             step_cache.begin(len(self.scheduler.timesteps), split_over)
+        # a guidance-embedding student takes the scale as an input, one value per video in the batch
+        embedded_guidance = {} if self.guidance_range is None else {
+            "guidance": torch.full((text.shape[0],), guidance_scale, device=device)}
 
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = torch.cat([latents] * halves)
@@ -278,7 +307,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
                 model_in = torch.cat([model_in, cond], dim=1)
             timestep = t.expand(model_in.shape[0]).to(dtype) if torch.is_tensor(t) else torch.full((model_in.shape[0],), t, dtype=dtype, device=device)
             pred = self.transformer(model_in, timestep, text[:, None], attention_mask=video_mask,
-                                    encoder_attention_mask=text_mask[:, None]).sample
+                                    encoder_attention_mask=text_mask[:, None], **embedded_guidance).sample
             if parallel is not None:
                 pred = parallel.gather(pred, dim=2)[:, :, :frames]
             if cfg_group is not None:
@@ -286,7 +315,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline):
             pred = pred.float()
             if use_cfg:
                 uncond, cond_pred = pred.chunk(2)
-                pred = uncond + guidance_scale * (cond_pred - uncond)
+                pred = classifier_free_guidance(uncond, cond_pred, guidance_scale)
                 if guidance_rescale > 0:
                     pred = rescale_guidance(pred, cond_pred, guidance_rescale)
             latents = self.scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]

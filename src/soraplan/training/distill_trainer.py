@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..pipelines.inpaint import classifier_free_guidance
 from .i2v_trainer import I2VTrainer, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class DistillConfig(TrainConfig):
     text_encoder_name_1: str | None = None
     method: str = "lcm"
     guidance_scale: float | None = None  # the guidance built into the student; default: the teacher's
+    guidance_range: str | None = None  # "LOW,HIGH": the student takes the scale as an input (a new embedding)
     teacher_steps: int = 40  # the DDIM grid the teacher's solver walks (lcm)
     student_steps: int = 4  # the student's default sampling steps (lcm)
     target_ema_decay: float = 0.95  # lcm's target network; 0: the student itself, without gradient
@@ -77,12 +79,30 @@ class DistillConfig(TrainConfig):
                              "--teacher_steps (a divisor of 1000: 40 serves 2, 4 and 8 steps)")
         if self.guidance_scale is not None and self.guidance_scale < 1:
             raise ValueError(f"--guidance_scale must be at least 1 (1: no guidance), got {self.guidance_scale}")
+        bounds = self.guidance_bounds  # checks the text
+        if bounds is not None and self.guidance_scale is not None and not bounds[0] <= self.guidance_scale <= bounds[1]:
+            raise ValueError(f"--guidance_scale {self.guidance_scale:g} (the student's default) lies outside "
+                             f"--guidance_range {self.guidance_range}")
         if not 0 <= self.target_ema_decay < 1:
             raise ValueError(f"--target_ema_decay must lie in [0, 1), got {self.target_ema_decay}")
         if self.sp_size != 1:
             raise ValueError("soraplan distill does not run sequence parallel (--sp_size): use data parallel "
                              "processes (torchrun / accelerate launch) instead")
         super().__post_init__()  # the data flags
+
+    @property
+    def guidance_bounds(self) -> tuple[float, float] | None:
+        """--guidance_range as (low, high), or None for a fixed-scale student."""
+        if self.guidance_range is None:
+            return None
+        try:
+            low, high = (float(v) for v in self.guidance_range.split(","))
+        except ValueError:
+            raise ValueError(f"--guidance_range takes two numbers LOW,HIGH (e.g. 1,8), got "
+                             f"{self.guidance_range!r}") from None
+        if not 1 <= low < high:
+            raise ValueError(f"--guidance_range {self.guidance_range}: need 1 <= LOW < HIGH (1: no guidance)")
+        return low, high
 
 
 def student_scheduler(teacher_scheduler, config: DistillConfig):
@@ -115,15 +135,22 @@ class DistillTrainer(I2VTrainer):
         self.teacher_pipe = load_pipeline(config.teacher, config.ae_path, config.text_encoder_name_1)
         if (teacher_folder / "model_index.json").is_file():  # what the data set and the text cache key on
             config.text_encoder_name_1 = config.text_encoder_name_1 or str(teacher_folder / "text_encoder")
+        if self.teacher_pipe.guidance_in_one_pass:
+            raise ValueError(f"--teacher {config.teacher} is itself a guidance-distilled student (one pass a step, "
+                             "no unconditional branch to guide with): distil from its teacher instead")
         defaults = self.teacher_pipe.sampling_settings()
         self.guidance_scale = config.guidance_scale if config.guidance_scale is not None else defaults[1]
+        self.guidance_bounds = config.guidance_bounds
+        if self.guidance_bounds is not None and not self.guidance_bounds[0] <= self.guidance_scale <= self.guidance_bounds[1]:
+            raise ValueError(f"the teacher's guidance {self.guidance_scale:g} (the student's default) lies outside "
+                             f"--guidance_range {config.guidance_range}: give --guidance_scale inside it")
         self.teacher_default_steps = defaults[0]
         super().__init__(config)
         device = self.accelerator.device
         self.teacher = _cast(self.teacher_pipe.transformer, self.weight_dtype).to(device).eval().requires_grad_(False)
         self.scheduler = student_scheduler(self.teacher_pipe.scheduler, config)
-        alphas = self.noise_scheduler.alphas_cumprod.to(device, torch.float64)
-        self.alphas_cumprod = alphas  # the training schedule: the teacher's (v-prediction, zero terminal SNR)
+        # the training schedule is the teacher's (v-prediction, zero terminal SNR)
+        self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(device, torch.float64)
         self._empty_text = None
 
     # ---- the I2V trainer's hooks ----------------------------------------------------------------
@@ -133,9 +160,17 @@ class DistillTrainer(I2VTrainer):
         return _cast(pipe.vae, self.weight_dtype), _cast(pipe.text_encoder, self.weight_dtype), pipe.tokenizer
 
     def build_model(self):
-        """The student: the teacher's architecture and weights, trainable, in fp32; for lcm also the
+        """The student: the teacher's architecture and weights, trainable, in fp32 (with --guidance_range
+        also a zero-initialised guidance embedding, so it starts as the teacher); for lcm also the
         target network (a frozen copy that follows the student by EMA)."""
-        student = copy.deepcopy(self.teacher_pipe.transformer).float().train().requires_grad_(True)
+        teacher = self.teacher_pipe.transformer
+        if self.guidance_bounds is None:
+            student = copy.deepcopy(teacher)
+        else:
+            student = type(teacher).from_config(teacher.config, guidance_embeds=True)
+            missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+            assert not unexpected and all(key.startswith("guidance_embedder.") for key in missing), missing
+        student = student.float().train().requires_grad_(True)
         self.target = None
         if self.config.method == "lcm" and self.config.target_ema_decay > 0:
             self.target = copy.deepcopy(student).to(self.accelerator.device).eval().requires_grad_(False)
@@ -150,8 +185,15 @@ class DistillTrainer(I2VTrainer):
 
         steps = self.config.student_steps if self.config.method == "lcm" else self.teacher_default_steps
         pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
-                                       default_guidance_scale=1.0, default_num_inference_steps=steps)
+                                       **self.student_guidance(), default_num_inference_steps=steps)
         return pipe, steps
+
+    def student_guidance(self) -> dict:
+        """The student pipeline's guidance settings: a fixed-scale student samples at guidance 1 (its
+        guidance is built in); a guidance-range one at the teacher's scale, given to its embedding."""
+        if self.guidance_bounds is None:
+            return {"default_guidance_scale": 1.0, "distilled_guidance_scale": self.guidance_scale}
+        return {"default_guidance_scale": self.guidance_scale, "distilled_guidance_range": list(self.guidance_bounds)}
 
     # ---- the loss --------------------------------------------------------------------------------
 
@@ -163,9 +205,10 @@ class DistillTrainer(I2VTrainer):
         return states.expand(batch, -1, -1), mask.expand(batch, -1)
 
     @torch.no_grad()
-    def teacher_guided(self, noisy, condition, timesteps, text, text_mask) -> torch.Tensor:
+    def teacher_guided(self, noisy, condition, timesteps, text, text_mask, scale=None) -> torch.Tensor:
         """The teacher's classifier-free-guided prediction (B, 8, T', h, w), fp32: both branches in one
-        batch, the unconditional one with the same image and mask inputs and the empty caption."""
+        batch, the unconditional one with the same image and mask inputs and the empty caption.
+        ``scale``: (B,) guidance per example (default: the fixed --guidance_scale)."""
         batch, dtype = noisy.shape[0], self.weight_dtype
         uncond_text, uncond_mask = self.empty_text(batch)
         model_in = torch.cat([noisy, condition], dim=1).repeat(2, 1, 1, 1, 1).to(dtype)
@@ -174,12 +217,23 @@ class DistillTrainer(I2VTrainer):
         pred = self.teacher(model_in, timesteps.repeat(2), states[:, None],
                             encoder_attention_mask=masks[:, None]).sample.float()
         uncond, cond = pred.chunk(2)
-        return uncond + self.guidance_scale * (cond - uncond)
+        scale = self.guidance_scale if scale is None else scale.view(-1, 1, 1, 1, 1)
+        return classifier_free_guidance(uncond, cond, scale)
 
-    def student(self, model, noisy, condition, timesteps, text, text_mask) -> torch.Tensor:
+    def student(self, model, noisy, condition, timesteps, text, text_mask, guidance=None) -> torch.Tensor:
+        """The student's one pass; ``guidance`` (B,) for a guidance-range student."""
         dtype = next(model.parameters()).dtype
+        extra = {} if guidance is None else {"guidance": guidance}
         return model(torch.cat([noisy, condition], dim=1).to(dtype), timesteps, text[:, None].to(dtype),
-                     encoder_attention_mask=text_mask[:, None]).sample.float()
+                     encoder_attention_mask=text_mask[:, None], **extra).sample.float()
+
+    def draw_guidance(self, generators) -> torch.Tensor | None:
+        """Per example, a guidance scale uniform over --guidance_range (None for a fixed scale), drawn
+        from the example's own generator after its timestep, so a resumed run draws the same."""
+        if self.guidance_bounds is None:
+            return None
+        low, high = self.guidance_bounds
+        return torch.stack([low + (high - low) * torch.rand((), generator=g, device=g.device) for g in generators])
 
     def _alpha(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(alpha_bar), sqrt(1 - alpha_bar)) at integer timesteps, shaped (B, 1, 1, 1, 1)."""
@@ -208,25 +262,27 @@ class DistillTrainer(I2VTrainer):
         device = latents.device
         if config.method == "guidance":
             t = torch.stack([torch.randint(0, 1000, (), generator=g, device=device) for g in encoded.generators])
+            w = self.draw_guidance(encoded.generators)
             noisy = self.noise_scheduler.add_noise(latents, noise, t)
-            target = self.teacher_guided(noisy, condition, t, text, text_mask)
-            return F.mse_loss(self.student(self.model, noisy, condition, t, text, text_mask), target)
+            target = self.teacher_guided(noisy, condition, t, text, text_mask, w)
+            return F.mse_loss(self.student(self.model, noisy, condition, t, text, text_mask, w), target)
 
         gap = 1000 // config.teacher_steps
         index = torch.stack([torch.randint(0, config.teacher_steps, (), generator=g, device=device)
                              for g in encoded.generators])
+        w = self.draw_guidance(encoded.generators)
         t = (index + 1) * gap - 1  # the grid LCMScheduler samples on: gap-1, 2·gap-1, ..., 999
         s = (t - gap).clamp_min(0)  # one DDIM step down; 0 at the bottom, where c_skip = 1, c_out = 0
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         with torch.no_grad():
-            guided = self.teacher_guided(noisy, condition, t, text, text_mask)
+            guided = self.teacher_guided(noisy, condition, t, text, text_mask, w)
             x0, eps = self.x0_of(guided, noisy, t), self.eps_of(guided, noisy, t)
             a_s, sigma_s = self._alpha(s)
             previous = a_s * x0 + sigma_s * eps  # DDIM (deterministic) from t to s
             target_model = self.target if self.target is not None else self._unwrapped()
-            target = self.consistency(self.student(target_model, previous, condition, s, text, text_mask),
+            target = self.consistency(self.student(target_model, previous, condition, s, text, text_mask, w),
                                       previous, s)
-        prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask), noisy, t)
+        prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask, w), noisy, t)
         if config.huber_c > 0:
             c = config.huber_c
             return (torch.sqrt((prediction - target) ** 2 + c * c) - c).mean()
@@ -260,13 +316,13 @@ class DistillTrainer(I2VTrainer):
         steps = config.student_steps if config.method == "lcm" else self.teacher_default_steps
         student = OpenSoraInpaintPipeline(transformer, _cast(pipe.vae, torch.float32),
                                           _cast(pipe.text_encoder, torch.float32), pipe.tokenizer,
-                                          student_scheduler(pipe.scheduler, config), default_guidance_scale=1.0,
-                                          default_num_inference_steps=steps,
-                                          distilled_guidance_scale=self.guidance_scale)
+                                          student_scheduler(pipe.scheduler, config), **self.student_guidance(),
+                                          default_num_inference_steps=steps)
         with atomic_directory(self.output_dir / "pipeline") as folder:
             student.save_pretrained(folder)
             (folder / "distillation.json").write_text(json.dumps({
                 "teacher": config.teacher, "method": config.method, "guidance_scale": self.guidance_scale,
+                "guidance_range": None if self.guidance_bounds is None else list(self.guidance_bounds),
                 "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step}, indent=1))
 
 
