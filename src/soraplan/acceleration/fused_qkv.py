@@ -26,6 +26,9 @@ def fuse_qkv(transformer) -> int:
     for block in transformer.transformer_blocks:
         attention = block.attn1
         projections = (attention.to_q, attention.to_k, attention.to_v)
+        if any(hasattr(p, "lora_A") for p in projections):  # its copy would leave the adapter out
+            raise ValueError("fuse_qkv on a transformer with unmerged LoRA adapters: fuse them first "
+                             "(pipe.fuse_lora(); pipe.unload_lora_weights())")
         weight = torch.cat([p.weight for p in projections]).detach()
         bias = torch.cat([p.bias for p in projections]).detach() if attention.to_q.bias is not None else None
         attention.register_buffer("fused_qkv_weight", weight, persistent=False)

@@ -43,6 +43,13 @@ NOT_A_PIPELINE = ("not a pipeline folder (no model_index.json); a transformer fo
                   "--model_path ... --ae_path ... --text_encoder_name_1 ...`")
 
 
+def add_lora_option(parser) -> None:
+    """``--lora PATH[:SCALE]``, repeatable: LoRA adapters on the transformer, combined at their scales."""
+    parser.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]", help=(
+        "a LoRA adapter (folder with pytorch_lora_weights.safetensors, or the file) at SCALE (default 1); "
+        "repeat for several, combined"))
+
+
 def add_hub_options(parser, flag: str) -> None:
     """``--subfolder`` and ``--revision`` for the command's main model flag (``flag``); every other model
     flag names its own as ``ORG/NAME/SUBFOLDER@REVISION``."""

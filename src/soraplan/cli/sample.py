@@ -22,8 +22,8 @@ import torch
 from ..hub import RELEASE_CAPTION_REFINER
 from .errors import UserError
 from .sample_record import Job, check_models, prepare_replay, sample_record
-from .options import (DTYPES, add_cache_threshold, add_hub_options, add_sampling_defaults, check_cache_threshold,
-                      check_sampling_defaults, resolve_model_flag)
+from .options import (DTYPES, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
+                      check_cache_threshold, check_sampling_defaults, resolve_model_flag)
 
 DEFAULT_TEMPLATE = "\n    high quality, high aesthetic, {}\n    "
 DEFAULT_NEGATIVE = (
@@ -100,6 +100,7 @@ def add_parser(subparsers) -> None:
         "the unconditional and conditional halves of guidance on two processes (pairs of ranks; with --sp, "
         "even and odd ranks)"))
     add_cache_threshold(p)
+    add_lora_option(p)
     p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
     p.add_argument("--world_size", type=int, default=1, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -282,7 +283,7 @@ def refine_prompts(jobs: list[Job], source, dtype: torch.dtype, device: torch.de
 def run(args) -> int:
     from ..masks import MaskType
     from ..pipelines import load_pipeline
-    from ..provenance import condition_record, model_record
+    from ..provenance import condition_record, file_sha256, model_record
     from ..schedulers import build_scheduler, method_name, scheduler_for
 
     replay = prepare_replay(args, option_defaults()) if args.from_json else None
@@ -329,6 +330,15 @@ def run(args) -> int:
     refiner = resolve_model_flag(refiner_spec, "--caption_refiner", cache_dir=args.cache_dir) if mine else None
     models = {"model_path": model_record(model), "ae_path": model_record(vae),
               "text_encoder_name_1": model_record(text_encoder)}
+    from ..pipelines.lora import apply_loras, resolve_lora_specs
+
+    try:
+        loras = resolve_lora_specs(args.lora)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    if loras:  # what each adapter file held, at which scale
+        models["lora"] = [{"path": str(file.resolve()), "sha256": file_sha256(file), "scale": scale}
+                          for file, scale in loras]
     if replay:
         check_models(replay, models)
     refiner_record = replay.record.get("caption_refiner") if replay else model_record(refiner)
@@ -347,6 +357,7 @@ def run(args) -> int:
                                            rescale_betas_zero_snr=args.rescale_betas_zero_snr,
                                            v1_5_scheduler=args.v1_5_scheduler)
         args.sample_method = method_name(pipe.scheduler)  # names the outputs and goes into their records
+        apply_loras(pipe, loras, fuse=True)  # merged: the base model's speed, and --fuse_qkv / --compile see them
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     if args.save_memory:

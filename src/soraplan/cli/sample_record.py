@@ -29,7 +29,7 @@ RUNTIME_OPTIONS = ("save_img_path", "device", "sp", "cfg_parallel", "local_rank"
 # Options that name a replay's inputs: the record fixes them.
 INPUT_OPTIONS = ("model_path", "subfolder", "revision", "ae_path", "text_encoder_name_1", "caption_refiner",
                  "refine_caption", "enhance_video", "text_prompt", "conditional_pixel_values_path",
-                 "conditional_pixel_values_indices")
+                 "conditional_pixel_values_indices", "lora")
 NOT_RECORDED = ("run", "argv", "command", "from_json")
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
@@ -152,6 +152,7 @@ def prepare_replay(args, defaults: dict) -> Replay:
         args.model_path = pinned_spec(models["model_path"])
         args.ae_path = pinned_spec(models.get("ae_path"))
         args.text_encoder_name_1 = pinned_spec(models.get("text_encoder_name_1"))
+        args.lora = [f"{adapter['path']}:{adapter['scale']!r}" for adapter in check_adapters(models.get("lora"))] or None
         job = Job(index=int(record["prompt_index"]), prompt=record["prompt"], refined=record.get("refined_prompt"),
                   indices=record.get("condition_indices"), condition_records=record.get("conditions") or None)
         job.conditions = check_conditions(job.condition_records) if job.condition_records else None
@@ -165,9 +166,23 @@ def prepare_replay(args, defaults: dict) -> Replay:
     return Replay(record, job, overrides)
 
 
+def check_adapters(records: list[dict] | None) -> list[dict]:
+    """The recorded LoRA adapters, after checking each file still holds the same bytes."""
+    from ..provenance import file_sha256
+
+    for adapter in records or []:
+        path = Path(adapter["path"])
+        if not path.is_file() or file_sha256(path) != adapter["sha256"]:
+            raise ProvenanceError(f"LoRA {path} is {'changed' if path.is_file() else 'missing'}: it is not the adapter "
+                                  "that made the recorded video; restore it to regenerate the video")
+    return records or []
+
+
 def check_models(replay: Replay, models: dict) -> None:
     """The models found now must be the recorded ones (same config hash); else the video cannot match."""
     for flag, recorded in (replay.record.get("models") or {}).items():
+        if not isinstance(recorded, dict):  # the LoRA list: checked by hash in prepare_replay
+            continue
         now = models.get(flag)
         if recorded and now and recorded.get("config_sha256") != now.get("config_sha256"):
             where = recorded.get("path") or pinned_spec(recorded)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.embeddings import PixArtAlphaTextProjection
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -130,11 +131,12 @@ class OpenSoraBlock(nn.Module):
         return torch.addcmul(x, gate_mlp, self.ff(h))
 
 
-class OpenSoraT2V(ModelMixin, ConfigMixin):
+class OpenSoraT2V(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Open-Sora Plan v1.3 text-to-video transformer (reference class ``OpenSoraT2V_v1_3``).
 
     Config fields and defaults are the reference's; the released 2B/122 values are in
-    :data:`soraplan.models.configs.TRANSFORMER_SIZES`.
+    :data:`soraplan.models.configs.TRANSFORMER_SIZES`. LoRA adapters (peft) attach through diffusers'
+    ``PeftAdapterMixin`` (``add_adapter``, ``load_lora_adapter``, ``set_adapters``, ...).
     """
 
     _supports_gradient_checkpointing = True

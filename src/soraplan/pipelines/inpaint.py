@@ -26,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..masks import MaskType, add_condition_noise, compress_mask
 from ..models.text import encode_text
 from .conditioning import Conditioning, build_conditioning
+from .lora import OpenSoraLoraLoaderMixin
 
 
 @dataclass
@@ -51,9 +52,11 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -
     return rescale * rescaled + (1 - rescale) * guided
 
 
-class OpenSoraInpaintPipeline(DiffusionPipeline):
+class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
     """I2V / keyframe interpolation / video continuation / T2V with ``OpenSoraInpaint``; with an
-    ``OpenSoraT2V`` transformer it is the plain text-to-video pipeline (no conditioning inputs)."""
+    ``OpenSoraT2V`` transformer it is the plain text-to-video pipeline (no conditioning inputs).
+    LoRA adapters: ``load_lora_weights`` / ``set_adapters`` / ``fuse_lora`` / ``unload_lora_weights``
+    (soraplan.pipelines.lora)."""
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
