@@ -125,3 +125,33 @@ def test_sample_with_lora_records_and_replays_it(adapters, tmp_path):
     missing = soraplan(*common, "--lora", tmp_path / "nowhere", "--save_img_path", tmp_path / "x")
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(lines) == 1 and "--lora" in lines[0] and "no adapter at" in lines[0]
+
+
+def test_lora_merge_writes_a_plain_model_equal_to_load_and_fuse(adapters, tmp_path, capsys):
+    from soraplan.cli.main import main
+    from soraplan.models import OpenSoraInpaint
+    from soraplan.pipelines import load_pipeline
+
+    style, motion = adapters
+    build_tiny_pipeline().save_pretrained(tmp_path / "pipe")
+    assert main(["lora", "merge", "--model_path", str(tmp_path / "pipe"), "--lora", str(style), "--lora",
+                 f"{motion}:0.5", "-o", str(tmp_path / "merged")]) == 0
+    merged = load_pipeline(str(tmp_path / "merged"))
+    assert not any("lora" in key for key in merged.transformer.state_dict())  # plain weights
+    fused = build_tiny_pipeline()
+    fused.load_lora_weights(style, adapter_name="a")
+    fused.load_lora_weights(motion, adapter_name="b")
+    fused.set_adapters(["a", "b"], [1.0, 0.5])
+    expected = latents(fused)
+    torch.testing.assert_close(latents(merged), expected, atol=1e-4, rtol=1e-4)
+    # a transformer folder merges the same way
+    build_tiny_pipeline().transformer.save_pretrained(tmp_path / "transformer")
+    assert main(["lora", "merge", "--model_path", str(tmp_path / "transformer"), "--lora", str(style), "--lora",
+                 f"{motion}:0.5", "-o", str(tmp_path / "merged_t")]) == 0
+    alone = OpenSoraInpaint.from_pretrained(tmp_path / "merged_t").state_dict()
+    assert all(torch.allclose(alone[k], v, atol=1e-6) for k, v in merged.transformer.state_dict().items())
+    capsys.readouterr()
+    code = main(["lora", "merge", "--model_path", str(tmp_path / "pipe"), "--lora", str(tmp_path / "nothing"),
+                 "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no adapter at" in err[0] and not (tmp_path / "bad").exists()

@@ -265,3 +265,30 @@ def test_release_script_runs_on_two_processes(assets, tmp_path):
     assert (tmp_path / "out" / "checkpoint-2" / "model_ema").is_dir()
     index = json.loads((tmp_path / "out" / "pipeline" / "model_index.json").read_text())
     assert index["default_num_inference_steps"] == 4 and index["distilled_guidance_scale"] == 7.5
+
+
+def test_lora_student_writes_its_adapter_and_a_merged_pipeline(assets, tmp_path):
+    """--lora_rank: only an adapter trains; lora/ holds it and pipeline/ is the teacher with it merged."""
+    from soraplan.pipelines import load_pipeline
+
+    trainer = in_process(assets, tmp_path / "run", method="guidance", lora_rank=4, learning_rate=1e-3,
+                         max_train_steps=3, use_ema=True)
+    trained = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trained and all(".lora_" in name for name in trained)
+    trainer.train()
+    assert (tmp_path / "run" / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert not (tmp_path / "run" / "model").exists()
+    student = load_pipeline(str(tmp_path / "run" / "pipeline"))
+    teacher = load_pipeline(str(assets / "teacher"))
+    merged, original = student.transformer.state_dict(), teacher.transformer.state_dict()
+    assert merged.keys() == original.keys()  # a plain transformer: the adapter is merged in
+    changed = [k for k in merged if not torch.equal(merged[k], original[k])]
+    assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "to_out")) for k in changed)
+    from safetensors.torch import load_file as load
+
+    adapter = load(tmp_path / "run" / "lora_ema" / "pytorch_lora_weights.safetensors")
+    teacher.load_lora_weights(tmp_path / "run" / "lora_ema")  # the EMA adapter is what the pipeline merged
+    teacher.fuse_lora()
+    teacher.unload_lora_weights()
+    fused = teacher.transformer.state_dict()
+    assert adapter and all(torch.allclose(fused[k], merged[k], atol=1e-6) for k in merged)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_sampling_defaults,
+from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
                       check_cache_threshold, check_sampling_defaults, resolve_model_flag)
 
 CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet for viewing
@@ -29,6 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fast", action="store_true", help="the embedded model's distilled student: 4 steps, no "
                    "guidance pass (soraplan distill; 50x fewer transformer evaluations)")
     add_hub_options(p, "--pipeline")
+    add_lora_option(p)
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
     p.add_argument("--image", action="append", default=None,
                    help="conditioning image; once: image-to-video, twice: first/last-frame transition, "
@@ -116,6 +117,7 @@ def run(args) -> int:
     from ..data.video_io import write_video
     from ..demo.assets import demo_pipeline_path, demo_student_path
     from ..pipelines import load_pipeline
+    from ..pipelines.lora import apply_loras, resolve_lora_specs
     from ..schedulers import method_name, scheduler_for
 
     if (args.num_frames - 1) % 4 or args.num_frames < 1:
@@ -136,6 +138,7 @@ def run(args) -> int:
                                     unless_pipeline=NOT_A_PIPELINE)
         folder = source.folder if source else demo_student_path() if args.fast else demo_pipeline_path()
         pipe = load_pipeline(str(folder))
+        apply_loras(pipe, resolve_lora_specs(args.lora), fuse=True)
         pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method)
         args.sample_method = method_name(pipe.scheduler)
     except (FileNotFoundError, ValueError, OSError) as error:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_sampling_defaults,
+from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
                       check_cache_threshold, check_sampling_defaults, resolve_model_flag)
 
 # the targets the shipped demo model must meet on the world's held-out clips; --check turns a miss into
@@ -31,6 +31,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="measure a pipeline on held-out clips of the synthetic world")
     p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
     add_hub_options(p, "--pipeline")
+    add_lora_option(p)
     p.add_argument("--data", default=None, help="data.txt of a world from `soraplan data synth` (default: "
                    f"--clips clips of the world with seed {HELD_OUT_SEED}, never trained on, in a temporary folder)")
     p.add_argument("--clips", type=int, default=64, help="held-out clips per set (each is used for every task)")
@@ -96,6 +97,7 @@ def run(args) -> int:
     from ..demo.evaluate import evaluate
     from ..demo.world import write_world
     from ..pipelines import load_pipeline
+    from ..pipelines.lora import apply_loras, resolve_lora_specs
     from ..schedulers import method_name, scheduler_for
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -118,6 +120,7 @@ def run(args) -> int:
                                     unless_pipeline=NOT_A_PIPELINE)
         folder = source.folder if source else demo_pipeline_path()
         pipe = load_pipeline(str(folder))
+        apply_loras(pipe, resolve_lora_specs(args.lora), fuse=True)
         pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method)
         args.sample_method = method_name(pipe.scheduler)
     except (FileNotFoundError, ValueError, OSError) as error:

@@ -6,11 +6,11 @@ import argparse
 import os
 import sys
 
-from . import data, demo, distill, download, evaluate, inspect, sample, serve, train, train_vae
+from . import data, demo, distill, download, evaluate, inspect, lora, sample, serve, train, train_vae
 from ..utils.memory import keep_freed_memory
 from .errors import UserError
 
-COMMANDS = (sample, train, distill, demo, evaluate, serve, inspect, train_vae, data, download)
+COMMANDS = (sample, train, distill, lora, demo, evaluate, serve, inspect, train_vae, data, download)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

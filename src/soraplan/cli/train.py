@@ -26,6 +26,11 @@ HELPS = {
     "validation_prompt": "also write a sampled video every --validation_steps",
     "clean_video_captions": "clean up video captions too (lower-case, no URLs/HTML); the reference cleans image "
                             "captions only",
+    "lora_rank": "train a LoRA adapter of this rank on the frozen transformer (0: every weight); the run writes "
+                 "lora/ (diffusers' LoRA file, for --lora) instead of model/",
+    "lora_alpha": "LoRA scale numerator (default: the rank, i.e. scale 1)",
+    "lora_target_modules": "comma-separated names of the linear layers to adapt",
+    "lora_dropout": "dropout on the adapter's input",
 }
 
 

@@ -16,6 +16,7 @@ shape error deep inside ``load_state_dict``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,6 +83,21 @@ def check_lora_fits(transformer: torch.nn.Module, state_dict: dict, name: str) -
                              f"{target.out_features} here, the adapter's is {down.shape[1]} -> {up.shape[0]}")
 
 
+def inject_lora(transformer, source, adapter_name: str | None = None, weight_name: str | None = None,
+                hotswap: bool = False, pipeline=None) -> None:
+    """Check an adapter (folder, .safetensors file or state dict) against ``transformer``, then load it
+    through diffusers' ``PeftAdapterMixin.load_lora_adapter``."""
+    state_dict, metadata = read_lora_file(source, weight_name)
+    shown = str(Path(source) / weight_name) if weight_name and not isinstance(source, dict) else str(
+        source if not isinstance(source, dict) else adapter_name or "the adapter")
+    check_lora_fits(transformer, state_dict, shown)
+    if adapter_name in (getattr(transformer, "peft_config", None) or {}) and not hotswap:
+        raise ValueError(f"an adapter named {adapter_name!r} is already loaded: give another name, or "
+                         "unload_lora_weights() / delete_adapters() first")
+    transformer.load_lora_adapter(state_dict, prefix=PREFIX, adapter_name=adapter_name, metadata=metadata,
+                                  _pipeline=pipeline, hotswap=hotswap)
+
+
 class OpenSoraLoraLoaderMixin(LoraBaseMixin):
     """LoRA loading and saving for ``OpenSoraInpaintPipeline`` (the transformer only)."""
 
@@ -99,16 +115,8 @@ class OpenSoraLoraLoaderMixin(LoraBaseMixin):
                           hotswap: bool = False, weight_name: str | None = None, **kwargs) -> None:
         """Inject an adapter (a folder, a .safetensors file or a state dict) into the transformer, active
         at weight 1; several adapters combine with ``set_adapters(names, weights)``."""
-        source = pretrained_model_name_or_path_or_dict
-        state_dict, metadata = self.lora_state_dict(source, weight_name=weight_name, return_lora_metadata=True)
-        shown = str(Path(source) / weight_name) if weight_name and not isinstance(source, dict) else str(
-            source if not isinstance(source, dict) else adapter_name or "the adapter")
-        check_lora_fits(self.transformer, state_dict, shown)
-        if adapter_name in (getattr(self.transformer, "peft_config", None) or {}) and not hotswap:
-            raise ValueError(f"an adapter named {adapter_name!r} is already loaded: give another name, or "
-                             "unload_lora_weights() / delete_adapters() first")
-        self.transformer.load_lora_adapter(state_dict, prefix=PREFIX, adapter_name=adapter_name, metadata=metadata,
-                                           _pipeline=self, hotswap=hotswap)
+        inject_lora(self.transformer, pretrained_model_name_or_path_or_dict, adapter_name, weight_name, hotswap,
+                    pipeline=self)
 
     @classmethod
     def save_lora_weights(cls, save_directory, transformer_lora_layers=None, is_main_process: bool = True,
@@ -173,17 +181,21 @@ def adapter_names(files: list[Path]) -> list[str]:
     return names
 
 
-def apply_loras(pipe, loras: list[tuple[Path, float]], fuse: bool = False) -> list[str]:
-    """Load every (file, scale) into ``pipe`` and activate them together at their scales; with ``fuse``
-    merge them into the weights and drop the adapter layers (the base model's speed, and what
-    ``--fuse_qkv`` and ``--compile`` expect). Returns the adapter names."""
+def apply_loras(target, loras: list[tuple[Path, float]], fuse: bool = False) -> list[str]:
+    """Load every (file, scale) into ``target`` (a pipeline, or a transformer alone) and activate them
+    together at their scales; with ``fuse`` merge them into the weights and drop the adapter layers
+    (the base model's speed, and what ``--fuse_qkv`` and ``--compile`` expect). Returns the names."""
     if not loras:
         return []
+    transformer = getattr(target, "transformer", target)
+    pipeline = target if transformer is not target else None
     names = adapter_names([file for file, _ in loras])
-    for (file, _), name in zip(loras, names):
-        pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
-    pipe.set_adapters(names, [scale for _, scale in loras])
+    with warnings.catch_warnings():  # peft warns on every adapter after the first: several are the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for (file, _), name in zip(loras, names):
+            inject_lora(transformer, str(file.parent), name, file.name, pipeline=pipeline)
+    transformer.set_adapters(names, [scale for _, scale in loras])
     if fuse:
-        pipe.fuse_lora(adapter_names=names)
-        pipe.unload_lora_weights()
+        transformer.fuse_lora(adapter_names=names)
+        transformer.unload_lora()
     return names

@@ -56,9 +56,11 @@ def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
     return doomed
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra, keep: int | None = None) -> Path:
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra, keep: int | None = None,
+                    **save_state_kwargs) -> Path:
     """Write ``<output_dir>/checkpoint-<step>``: the accelerate state (every rank takes part) plus what
     ``write_extra(folder)`` adds on the main rank (``save_pretrained`` folders, configs).
+    ``save_state_kwargs`` go to ``accelerator.save_state`` (DeepSpeed's ``exclude_frozen_parameters``).
 
     Everything goes into ``.checkpoint-<step>.partial`` first and is renamed when complete, so a crash
     mid-save never leaves a folder that looks like a checkpoint. Then the oldest beyond ``keep`` go.
@@ -72,7 +74,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra,
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging / "accelerate_state"))  # collective
+    accelerator.save_state(str(staging / "accelerate_state"), **save_state_kwargs)  # collective
     if accelerator.is_main_process:
         write_extra(staging)
         if target.exists():

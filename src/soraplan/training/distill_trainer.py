@@ -85,6 +85,9 @@ class DistillConfig(TrainConfig):
                              f"--guidance_range {self.guidance_range}")
         if not 0 <= self.target_ema_decay < 1:
             raise ValueError(f"--target_ema_decay must lie in [0, 1), got {self.target_ema_decay}")
+        if self.lora_rank and self.guidance_range is not None:
+            raise ValueError("--guidance_range needs a full-weight student (its new guidance embedding is not part "
+                             "of a LoRA adapter): drop --lora_rank")
         if self.sp_size != 1:
             raise ValueError("soraplan distill does not run sequence parallel (--sp_size): use data parallel "
                              "processes (torchrun / accelerate launch) instead")
@@ -300,7 +303,8 @@ class DistillTrainer(I2VTrainer):
     # ---- the output ------------------------------------------------------------------------------
 
     def _save_final(self) -> None:
-        """As ``soraplan train`` (model/, model_ema/), plus pipeline/: the student as a pipeline folder."""
+        """As ``soraplan train`` (model/ and model_ema/, or lora/ and lora_ema/), plus pipeline/: the
+        student as a pipeline folder (a LoRA student merged into the teacher's weights)."""
         super()._save_final()
         if not self.accelerator.is_main_process:
             return
@@ -308,10 +312,16 @@ class DistillTrainer(I2VTrainer):
         from ..utils.files import atomic_directory
 
         config = self.config
+        from .i2v_trainer import trained_parameters
+
         transformer = self._unwrapped()
-        if self.ema is not None:
+        if self.ema is not None or config.lora_rank:
             transformer = copy.deepcopy(transformer)
-            self.ema.copy_to(transformer.parameters())
+        if self.ema is not None:
+            self.ema.copy_to(trained_parameters(transformer))
+        if config.lora_rank:
+            transformer.fuse_lora()
+            transformer.unload_lora()
         pipe = self.teacher_pipe
         steps = config.student_steps if config.method == "lcm" else self.teacher_default_steps
         student = OpenSoraInpaintPipeline(transformer, _cast(pipe.vae, torch.float32),

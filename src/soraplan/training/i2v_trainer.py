@@ -90,6 +90,11 @@ class TrainConfig(DataConfig):
     seed: int = 1234
     prediction_type: str = "v_prediction"
     rescale_betas_zero_snr: bool = True
+    # LoRA: --lora_rank > 0 trains a peft adapter on the frozen transformer (soraplan.training.lora)
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # default: the rank (scale 1)
+    lora_target_modules: str = "to_q,to_k,to_v,to_out.0"
+    lora_dropout: float = 0.0
     # EMA, checkpoints, logging
     use_ema: bool = False
     ema_decay: float = 0.9999
@@ -239,18 +244,27 @@ class I2VTrainer:
         self.noise_scheduler = DDPMScheduler(prediction_type=config.prediction_type,
                                              rescale_betas_zero_snr=config.rescale_betas_zero_snr)
 
+        if config.lora_rank < 0 or not 0 <= config.lora_dropout < 1:
+            raise ValueError(f"--lora_rank must be >= 0 (0: train every weight) and --lora_dropout in [0, 1), got "
+                             f"{config.lora_rank} and {config.lora_dropout}")
         set_seed(config.seed)  # the same initial weights on every rank and in every run
         model = self.build_model()
+        if config.lora_rank:
+            from .lora import attach_lora, lora_config
+
+            attach_lora(model, lora_config(config.lora_rank, config.lora_alpha, config.lora_target_modules,
+                                           config.lora_dropout))
         if model.config.caption_channels != self.text_encoder.config.d_model:
             raise ValueError(f"the transformer expects {model.config.caption_channels}-dim text states, the text "
                              f"encoder gives {self.text_encoder.config.d_model}")
         if config.gradient_checkpointing:
             model.enable_gradient_checkpointing()
         self.ema = None
-        if config.use_ema:
-            self.ema = EMAModel(model.parameters(), decay=config.ema_decay, update_after_step=config.ema_start_step,
-                                model_cls=OpenSoraInpaint, model_config=model.config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+        if config.use_ema:  # of what trains: every weight, or the adapter's
+            whole = {} if config.lora_rank else {"model_cls": OpenSoraInpaint, "model_config": model.config}
+            self.ema = EMAModel(trained_parameters(model), decay=config.ema_decay,
+                                update_after_step=config.ema_start_step, **whole)
+        optimizer = torch.optim.AdamW(trained_parameters(model), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
                                       weight_decay=config.adam_weight_decay, eps=config.adam_epsilon)
         steps_per_epoch = math.ceil(len(self.sampler) / config.gradient_accumulation_steps)
         self.max_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
@@ -267,13 +281,20 @@ class I2VTrainer:
             accelerator.register_for_checkpointing(self.ema)
         for extra in self.checkpointed_extras():
             accelerator.register_for_checkpointing(extra)
+        deepspeed = plugin is not None
+        self._save_state_kwargs = {"exclude_frozen_parameters": True} if config.lora_rank and deepspeed else {}
+        if config.lora_rank:
+            from .lora import register_adapter_checkpointing
+
+            register_adapter_checkpointing(accelerator)
         if config.report_to:
             accelerator.init_trackers("soraplan-train", config={k: v for k, v in asdict(config).items() if v is not None})
 
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         resume = resolve_resume(self.output_dir, config.resume_from_checkpoint)
         if resume is not None:
-            accelerator.load_state(str(resume / "accelerate_state"))
+            accelerator.load_state(str(resume / "accelerate_state"),
+                                   **({"load_module_strict": False} if self._save_state_kwargs else {}))
             state = json.loads((resume / "trainer_state.json").read_text())
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             logger.info("resumed from %s at step %d", resume, self.step)
@@ -299,7 +320,7 @@ class I2VTrainer:
     def after_optimizer_step(self) -> None:
         """Whatever follows the weights after each optimizer step: the EMA."""
         if self.ema is not None:
-            self.ema.step(self._unwrapped().parameters())
+            self.ema.step(trained_parameters(self._unwrapped()))
 
     def sampling_pipeline(self, model):
         """(pipeline, steps) for the validation videos: the release's sampler on the model in training."""
@@ -443,15 +464,43 @@ class I2VTrainer:
 
     def save(self) -> Path:
         def write_models(folder: Path) -> None:
-            self._unwrapped().save_pretrained(folder / "model")
-            if self.ema is not None:
-                self.ema.save_pretrained(str(folder / "model_ema"))
+            for name, write in self.trained_parts():
+                write(folder / name)
             state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
             (folder / "trainer_state.json").write_text(json.dumps(state))
             (folder / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
         return save_checkpoint(self.accelerator, self.output_dir, self.step, write_models,
-                               self.config.checkpoints_total_limit)
+                               self.config.checkpoints_total_limit, **self._save_state_kwargs)
+
+    def trained_parts(self) -> list[tuple[str, object]]:
+        """What the run trained, as (folder name, writer(folder)): model/ and model_ema/ (from_pretrained
+        folders), or with --lora_rank lora/ and lora_ema/ (diffusers' LoRA files, nothing of the base)."""
+        model = self._unwrapped()
+        if not self.config.lora_rank:
+            parts = [("model", model.save_pretrained)]
+            if self.ema is not None:
+                parts.append(("model_ema", lambda folder: self.ema.save_pretrained(str(folder))))
+            return parts
+        from .lora import save_adapter
+
+        parts = [("lora", lambda folder: save_adapter(model, folder))]
+        if self.ema is not None:
+            parts.append(("lora_ema", lambda folder: save_adapter(model, folder, self.ema_adapter_state())))
+        return parts
+
+    def ema_adapter_state(self) -> dict:
+        """The adapter's weights with the EMA's values (the model's own are left as they are)."""
+        from .lora import adapter_state
+
+        model = self._unwrapped()
+        parameters = trained_parameters(model)
+        self.ema.store(parameters)
+        self.ema.copy_to(parameters)
+        try:
+            return {k: v.clone() for k, v in adapter_state(model).items()}
+        finally:
+            self.ema.restore(parameters)
 
     def validate_with_samples(self) -> None:
         """A video through the I2V pipeline from the validation prompt (and images), main process only."""
@@ -533,17 +582,21 @@ class I2VTrainer:
         return result
 
     def _save_final(self) -> None:
-        """<output_dir>/model (and model_ema): the trained transformer, ready for from_pretrained."""
+        """<output_dir>/model (and model_ema): the trained transformer, ready for from_pretrained; with
+        --lora_rank <output_dir>/lora (and lora_ema): the adapter, ready for --lora / load_lora_weights."""
         from ..utils.files import atomic_directory
 
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        with atomic_directory(self.output_dir / "model") as folder:
-            self._unwrapped().save_pretrained(folder)
-        if self.ema is not None:
-            with atomic_directory(self.output_dir / "model_ema") as folder:
-                self.ema.save_pretrained(str(folder))
+        for name, write in self.trained_parts():
+            with atomic_directory(self.output_dir / name) as folder:
+                write(folder)
+
+
+def trained_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters a run trains: all of them, or with a LoRA adapter the adapter's."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _encoder_is_multilingual(path: str) -> bool:
