@@ -93,3 +93,28 @@ def test_lora_mistakes_are_one_line_errors(assets, tmp_path, capsys):  # noqa: F
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "it/s]" not in line]
         assert code == 2 and len(err) == 1 and message in err[0], (extra, err)
     assert not (tmp_path / "o" / "lora").exists()
+
+
+@pytest.mark.slow  # DeepSpeed launches: about a minute
+def test_lora_under_deepspeed_zero2_checkpoints_without_the_base_and_resumes(assets, tmp_path):  # noqa: F811
+    """ZeRO-2 on 2 ranks (DeepSpeed's CPU accelerator): the checkpoint leaves the frozen base out, a
+    resume from it continues, and the adapter matches a single-process run with the same global batch."""
+    pytest.importorskip("deepspeed")
+    env = {**ENV, "DS_ACCELERATOR": "cpu"}
+    flags = [*LORA, "--mixed_precision", "no", "--checkpointing_steps", 1]
+    single = train(*common(assets, tmp_path / "one", "--train_batch_size", 2, "--max_train_steps", 2, *flags), env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                "scripts/accelerate_configs/deepspeed_zero2_config.yaml", "--num_processes", "2",
+                "--main_process_port", "29654", "-m"]
+    for steps in (1, 2):  # stop after step 1, then resume from its ZeRO checkpoint
+        zero2 = train(*common(assets, tmp_path / "ds", "--train_batch_size", 1, "--max_train_steps", steps, *flags,
+                              "--resume_from_checkpoint", "latest"), env=env, launcher=launcher, cwd=ROOT)
+        assert zero2.returncode == 0, zero2.stderr[-3000:]
+    module_states = list((tmp_path / "ds" / "checkpoint-1" / "accelerate_state").rglob("*model_states.pt"))
+    base_bytes = (assets / "model" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert module_states and all(p.stat().st_size < base_bytes / 3 for p in module_states)
+    one, two = records(tmp_path / "one", "train_loss"), records(tmp_path / "ds", "train_loss")
+    assert one[2] == pytest.approx(two[2], rel=1e-4)
+    a, b = load_file(tmp_path / "one" / "lora" / ADAPTER), load_file(tmp_path / "ds" / "lora" / ADAPTER)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
