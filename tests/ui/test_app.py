@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from soraplan.data import read_video
@@ -108,6 +109,57 @@ def test_serving_a_distilled_student_uses_its_own_sampler_steps_and_guidance(tmp
     with pytest.raises(RequestError, match="guidance-distilled"):
         generator.generate(Request("a red circle", first_frame=first, steps=4, guidance_scale=7.5, num_frames=17,
                                    height=64, width=64, resolution_mode=FIXED))
+    app.close()
+
+
+def test_serving_lora_adapters_the_page_picks_from(tmp_path):
+    """`soraplan serve --lora A --lora B:0.5`: both are offered and on by default; a request picks some
+    (or none: the base model's video exactly) and a strength; the record replays through `soraplan sample`."""
+    pytest.importorskip("gradio")
+    from soraplan.cli.main import build_parser
+    from soraplan.cli.serve import build_server
+    from soraplan.data.video_io import write_video
+    from soraplan.demo.assets import demo_pipeline_path
+    from soraplan.pipelines import load_pipeline
+    from soraplan.ui.requests import Request, RequestError
+
+    from ..pipelines.test_lora import make_adapter
+
+    transformer = load_pipeline(str(demo_pipeline_path())).transformer
+    style = make_adapter(tmp_path / "style", seed=1, transformer=transformer)
+    motion = make_adapter(tmp_path / "motion", seed=2, rank=2, transformer=transformer)
+    argv = ["serve", "--lora", str(style), "--lora", f"{motion}:0.5", "--device", "cpu", "--output_dir",
+            str(tmp_path / "out")]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    app, generator = build_server(args)
+    values = {block.label: block.value for block in app.blocks.values() if hasattr(block, "value")}
+    assert values["LoRA adapters (each at the scale it was served with)"] == ["style", "motion"]
+    first = str(DEMO_EXAMPLES / "i2v_first.png")
+    ask = dict(prompt="a red triangle moves to the left on a black background", first_frame=first, steps=8,
+               guidance_scale=3.0, height=64, width=64, resolution_mode=FIXED, num_frames=17)
+    videos = {}
+    picks = {"both": dict(), "none": dict(loras=[]), "style": dict(loras=["style"], lora_strength=0.5)}
+    for name, picked in picks.items():
+        path, report = generator.generate(Request(**ask, **picked))
+        videos[name] = (path, read_video(path)[0])
+        assert ("LoRA" in report) == (name != "none"), report
+    assert "LoRA style x 1, motion x 0.5" in generator.generate(Request(**ask))[1]
+    base = load_pipeline(str(demo_pipeline_path()))
+    expected = base(ask["prompt"], conditions=[first], num_frames=17, height=64, width=64, crop_for_hw=True,
+                    num_inference_steps=8, guidance_scale=3.0, generator=torch.Generator().manual_seed(0)).videos[0]
+    write_video(tmp_path / "expected.mp4", expected, fps=8)  # the same encoder the app writes with
+    assert np.array_equal(videos["none"][1], read_video(tmp_path / "expected.mp4")[0])  # none: the base model
+    assert not np.array_equal(videos["both"][1], videos["none"][1])
+    record = json.loads(videos["style"][0].with_suffix(".json").read_text())
+    assert [(Path(a["path"]).parent.name, a["scale"]) for a in record["models"]["lora"]] == [("style", 0.5)]
+    replay = subprocess.run([sys.executable, "-m", "soraplan", "sample", "--from_json",
+                             str(videos["style"][0].with_suffix(".json")), "--save_img_path", str(tmp_path / "replay"),
+                             "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert "frames identical to the recorded video" in replay.stdout
+    with pytest.raises(RequestError, match="unknown LoRA adapter 'other'; served: style, motion"):
+        generator.generate(Request(**ask, loras=["other"]))
     app.close()
 
 

@@ -357,7 +357,9 @@ def run(args) -> int:
                                            rescale_betas_zero_snr=args.rescale_betas_zero_snr,
                                            v1_5_scheduler=args.v1_5_scheduler)
         args.sample_method = method_name(pipe.scheduler)  # names the outputs and goes into their records
-        apply_loras(pipe, loras, fuse=True)  # merged: the base model's speed, and --fuse_qkv / --compile see them
+        # active as adapters, as the web app runs them (so a replay of its videos is exact); merged into the
+        # weights for --fuse_qkv, whose fused copy would leave unmerged adapters out
+        apply_loras(pipe, loras, fuse=args.fuse_qkv)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     if args.save_memory:

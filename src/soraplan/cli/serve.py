@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from .errors import UserError
-from .options import NOT_A_PIPELINE, add_hub_options, resolve_model_flag
+from .options import NOT_A_PIPELINE, add_hub_options, add_lora_option, resolve_model_flag
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="web app: upload an image, write a prompt, watch the video")
     p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
     add_hub_options(p, "--pipeline")
+    add_lora_option(p)  # the page's adapter picker offers these
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max_queue", type=int, default=16, help="requests waiting at most; more are turned away")
@@ -35,6 +36,7 @@ def build_server(args):
 
     from ..demo.assets import DEMO_PIPELINE, demo_pipeline_path
     from ..pipelines import load_pipeline
+    from ..pipelines.lora import apply_loras, resolve_lora_specs
     from ..ui.app import build_app
     from ..ui.requests import VideoGenerator
     from .demo import shipped_examples
@@ -46,7 +48,10 @@ def build_server(args):
         source = resolve_model_flag(args.pipeline, "--pipeline", args.subfolder, args.revision,
                                     unless_pipeline=NOT_A_PIPELINE)
         folder = source.folder if source else demo_pipeline_path()
-        pipe = load_pipeline(str(folder), torch_dtype=dtype).to(device)
+        pipe = load_pipeline(str(folder), torch_dtype=dtype)
+        loras = resolve_lora_specs(args.lora)
+        names = apply_loras(pipe, loras)  # kept as adapters: each request picks which are on
+        pipe.to(device)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     is_demo = args.pipeline is None or str(folder) == str(DEMO_PIPELINE)
@@ -57,7 +62,8 @@ def build_server(args):
 
     source = source or ModelSource(spec=str(folder), folder=Path(folder))
     recorder = web_recorder(source, dtype, device, args.fps, getattr(args, "argv", ["serve"]))
-    generator = VideoGenerator(pipe, output_dir=args.output_dir, fps=args.fps, recorder=recorder)
+    generator = VideoGenerator(pipe, output_dir=args.output_dir, fps=args.fps, recorder=recorder,
+                               adapters={name: lora for name, lora in zip(names, loras)})
     return build_app(generator, shipped_examples() if is_demo else None, defaults=defaults), generator
 
 
@@ -87,10 +93,13 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
     from .sample import option_defaults
     from .sample_record import Job, sample_record
 
+    from ..provenance import file_sha256
+
     models = {"model_path": model_record(source), "ae_path": None, "text_encoder_name_1": None}
     defaults = option_defaults()
+    hashes: dict = {}
 
-    def record(arguments: dict, seed: int, request, result) -> dict:
+    def record(arguments: dict, seed: int, request, result, loras=()) -> dict:
         args = argparse.Namespace(**{**defaults, "argv": argv})
         args.model_path = str(source.folder)
         args.prompt_template, args.negative_prompt = "{}", arguments["negative_prompt"] or ""
@@ -103,8 +112,13 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
         job = Job(0, arguments["prompt"], conditions, arguments["condition_indices"],
                   condition_records=[condition_record(path) for path in conditions] if conditions else None)
         frames, height, width = result.videos.shape[1:4]
+        used = dict(models)
+        if loras:  # as `soraplan sample --lora` records them
+            used["lora"] = [{"path": str(Path(file).resolve()), "sha256": hashes.setdefault(file, file_sha256(file)),
+                             "scale": scale} for _, file, scale in loras]
+            args.lora = [f"{entry['path']}:{entry['scale']!r}" for entry in used["lora"]]
         return sample_record(args, job, mask_type=result.mask_type.value, steps=arguments["num_inference_steps"],
                              guidance=arguments["guidance_scale"], dtype=dtype, device=device, world=1,
-                             models=models, refiner=None, frames=frames, height=height, width=width)
+                             models=used, refiner=None, frames=frames, height=height, width=width)
 
     return record

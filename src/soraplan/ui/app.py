@@ -46,7 +46,8 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                  keyframes: list[str] | None, keyframe_positions: str, video: str | None, mask_type: str,
                  num_frames: float, resolution_mode: str, height: float, width: float, max_area: float,
                  steps: float, guidance_scale: float, scheduler: str, seed: float, random_seed: bool,
-                 step_cache: bool, cache_threshold: float, progress=gr.Progress(track_tqdm=True)):
+                 step_cache: bool, cache_threshold: float, loras: list[str] | None = None, lora_strength: float = 1.0,
+                 progress=gr.Progress(track_tqdm=True)):
         """Generate one video; returns (video, downloadable file, report)."""
         request = Request(
             prompt=prompt or "", negative_prompt=negative_prompt or "", first_frame=first_frame,
@@ -55,7 +56,8 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
             resolution_mode=resolution_mode, height=_whole(height, "height"), width=_whole(width, "width"),
             max_area=_whole(max_area, "max area"), steps=_whole(steps, "steps"), guidance_scale=float(guidance_scale),
             scheduler=scheduler, seed=_whole(seed, "seed"), random_seed=bool(random_seed),
-            step_cache=bool(step_cache), cache_threshold=float(cache_threshold or 0))
+            step_cache=bool(step_cache), cache_threshold=float(cache_threshold or 0),
+            loras=None if loras is None else list(loras), lora_strength=float(lora_strength))
         try:
             path, report = generator.generate(request)
         except RequestError as error:
@@ -76,6 +78,10 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                     keyframes = gr.File(label="Keyframes (images)", file_count="multiple", type="filepath")
                     keyframe_positions = gr.Textbox(label="Keyframe frame numbers", placeholder="0,8,16 (-1 = last)")
                     video = gr.Video(label="Video to continue", sources=["upload"])
+                with gr.Group(visible=bool(generator.adapters)):  # soraplan serve --lora
+                    loras = gr.CheckboxGroup(list(generator.adapters), value=list(generator.adapters),
+                                             label="LoRA adapters (each at the scale it was served with)")
+                    lora_strength = gr.Slider(0, 2, value=1.0, step=0.05, label="LoRA strength (x each scale)")
                 run = gr.Button("Generate", variant="primary")
                 with gr.Accordion("Settings", open=False):
                     negative_prompt = gr.Textbox(label="Negative prompt", value=d["negative_prompt"])
@@ -103,7 +109,7 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                 report = gr.Markdown(elem_id="report")
         inputs = [prompt, negative_prompt, first_frame, last_frame, keyframes, keyframe_positions, video, mask_type,
                   num_frames, resolution_mode, height, width, max_area, steps, guidance_scale, scheduler, seed,
-                  random_seed, step_cache, cache_threshold]
+                  random_seed, step_cache, cache_threshold, loras, lora_strength]
         run.click(generate, inputs=inputs, outputs=[result, download, report], api_name="generate",
                   concurrency_limit=1, concurrency_id="model")
         prompt.submit(generate, inputs=inputs, outputs=[result, download, report], api_visibility="private",

@@ -50,6 +50,8 @@ class Request:
     random_seed: bool = False
     step_cache: bool = False
     cache_threshold: float = 0.4
+    loras: list[str] | None = None  # adapter names (soraplan serve --lora); None: every one served
+    lora_strength: float = 1.0  # times each adapter's own scale
 
 
 def _check_image(path: str, what: str) -> str:
@@ -141,10 +143,13 @@ def pipeline_arguments(request: Request) -> dict:
 class VideoGenerator:
     """One pipeline shared by every visitor; one generation at a time (the lock backs up the queue)."""
 
-    def __init__(self, pipe, output_dir: str | Path | None = None, fps: int = 8, recorder=None):
-        """``recorder(arguments, seed, request, result) -> dict``: the provenance record of one video
-        (soraplan.provenance), written beside it as ``<name>.json`` and into the mp4; None writes none."""
+    def __init__(self, pipe, output_dir: str | Path | None = None, fps: int = 8, recorder=None,
+                 adapters: dict[str, tuple[Path, float]] | None = None):
+        """``recorder(arguments, seed, request, result, loras) -> dict``: the provenance record of one video
+        (soraplan.provenance), written beside it as ``<name>.json`` and into the mp4; None writes none.
+        ``adapters``: name -> (file, scale) of the LoRA adapters loaded into ``pipe`` (not merged)."""
         self.pipe = pipe
+        self.adapters = dict(adapters or {})
         self.fps = fps
         self.recorder = recorder
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="soraplan-ui-"))
@@ -176,7 +181,14 @@ class VideoGenerator:
         seed = random.randrange(2**31) if request.random_seed else int(request.seed)
         if request.step_cache and not request.cache_threshold > 0:
             raise RequestError("step caching needs a threshold above 0 (0.4 is about 2x fewer evaluations)")
+        loras = self._loras(request)
         with self._lock:
+            if self.adapters:  # the chosen ones at their scales, the rest off
+                if loras:
+                    self.pipe.transformer.enable_lora()
+                    self.pipe.transformer.set_adapters([name for name, _, _ in loras], [s for _, _, s in loras])
+                else:
+                    self.pipe.transformer.disable_lora()
             self.pipe.scheduler = self._scheduler(request.scheduler)
             self.pipe.enable_step_cache(request.cache_threshold if request.step_cache else None)
             started = time.time()
@@ -190,7 +202,8 @@ class VideoGenerator:
         path = self.output_dir / f"soraplan_{int(time.time() * 1000)}_{seed}.mp4"
         comment = None
         if self.recorder is not None:
-            record = {**self.recorder(arguments, seed, request, result), "output": path.name, "sample_index": None,
+            record = {**self.recorder(arguments, seed, request, result, loras), "output": path.name,
+                      "sample_index": None,
                       "frames_sha256": frames_sha256(video)}
             write_sidecar(path, record)
             comment = to_json(record)
@@ -199,4 +212,17 @@ class VideoGenerator:
                   f"seed {seed}, {request.scheduler} {request.steps} steps, {seconds:.1f} s")
         if cache is not None:
             report += f", {cache.computed}/{cache.calls} transformer evaluations (step cache)"
+        if loras:
+            report += ", LoRA " + ", ".join(f"{name} x {scale:g}" for name, _, scale in loras)
         return path, report
+
+    def _loras(self, request: Request) -> list[tuple[str, Path, float]]:
+        """(name, file, scale) of the adapters a request turns on."""
+        names = list(self.adapters) if request.loras is None else list(request.loras)
+        unknown = [name for name in names if name not in self.adapters]
+        if unknown:
+            served = ", ".join(self.adapters) or "none (start soraplan serve with --lora)"
+            raise RequestError(f"unknown LoRA adapter {unknown[0]!r}; served: {served}")
+        if not 0 <= request.lora_strength <= 2:
+            raise RequestError(f"LoRA strength must lie in [0, 2], got {request.lora_strength:g}")
+        return [(name, self.adapters[name][0], self.adapters[name][1] * request.lora_strength) for name in names]
