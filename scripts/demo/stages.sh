@@ -1,4 +1,4 @@
-# Stage runner shared by the demo recipes (sourced, not run): `run_stages "${ALL[@]}" -- "$@"` checks
+# Stage runner shared by the demo recipes (sourced, not run): `run_stages STAGE... -- "$@"` checks
 # every asked-for stage name first (a typo fails before hours of work), runs each `stage_<name>` in
 # order (all of ALL when none is asked for) and appends its wall time to $OUT/stage_times.txt.
 run_stages() {
