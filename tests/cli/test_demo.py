@@ -123,6 +123,7 @@ def test_demo_fast_runs_the_shipped_student_in_four_steps(tmp_path):
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # three demo runs: about a minute
 def test_demo_and_eval_take_lora_adapters(tmp_path, capsys):
     """--lora on the demo: at scale 0 the examples are the base model's exactly, at 1 they change; a
     missing adapter is one line (eval too)."""

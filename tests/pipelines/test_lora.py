@@ -100,6 +100,7 @@ def soraplan(*args):
                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # four sampling processes: about a minute
 def test_sample_with_lora_records_and_replays_it(adapters, tmp_path):
     style, motion = adapters
     build_tiny_pipeline().save_pretrained(tmp_path / "pipe")

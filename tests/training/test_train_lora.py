@@ -62,6 +62,7 @@ def test_a_lora_run_writes_an_adapter_that_sampling_loads(assets, tmp_path):  # 
     assert np.array_equal(frames["zero"], frames["base"]) and not np.array_equal(frames["lora"], frames["base"])
 
 
+@pytest.mark.slow  # three training runs: about a minute
 def test_kill_and_resume_reproduces_the_uninterrupted_lora_run(assets, tmp_path):  # noqa: F811
     args = [*LORA, "--train_batch_size", 1, "--max_train_steps", 12, "--checkpointing_steps", 4, "--use_ema",
             "--lr_scheduler", "cosine", "--lr_warmup_steps", 2]

@@ -112,6 +112,7 @@ def test_serving_a_distilled_student_uses_its_own_sampler_steps_and_guidance(tmp
     app.close()
 
 
+@pytest.mark.slow  # generations and a replay: about a minute
 def test_serving_lora_adapters_the_page_picks_from(tmp_path):
     """`soraplan serve --lora A --lora B:0.5`: both are offered and on by default; a request picks some
     (or none: the base model's video exactly) and a strength; the record replays through `soraplan sample`."""
