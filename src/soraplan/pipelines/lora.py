@@ -25,6 +25,12 @@ from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY, LORA_WEIGHT_N
 PREFIX = "transformer"
 
 
+def adapter_file(path: str | Path, weight_name: str | None = None) -> Path:
+    """The adapter's weights file: ``path`` itself, or the LoRA file inside a folder."""
+    path = Path(path)
+    return path / (weight_name or LORA_WEIGHT_NAME_SAFE) if path.is_dir() else path
+
+
 def read_lora_file(source: str | Path | dict, weight_name: str | None = None) -> tuple[dict, dict | None]:
     """(state dict, adapter metadata or None) from an adapter folder, a .safetensors file or a dict."""
     if isinstance(source, dict):
@@ -32,9 +38,7 @@ def read_lora_file(source: str | Path | dict, weight_name: str | None = None) ->
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(source)
-    if path.is_dir():
-        path = path / (weight_name or LORA_WEIGHT_NAME_SAFE)
+    path = adapter_file(source, weight_name)
     if not path.is_file():
         raise FileNotFoundError(f"LoRA {source}: no {path.name} there (an adapter folder holds "
                                 f"{LORA_WEIGHT_NAME_SAFE}; `soraplan train --lora_rank` writes one)")
@@ -158,9 +162,7 @@ def resolve_lora_specs(specs: list[str] | None, weight_name: str | None = None) 
     resolved = []
     for spec in specs or []:
         path, scale = parse_lora_spec(spec)
-        file = Path(path)
-        if file.is_dir():
-            file = file / (weight_name or LORA_WEIGHT_NAME_SAFE)
+        file = adapter_file(path, weight_name)
         if not file.is_file():
             raise FileNotFoundError(f"--lora {spec}: no adapter at {path} (give an adapter folder holding "
                                     f"{LORA_WEIGHT_NAME_SAFE}, or the .safetensors file, optionally :SCALE)")
