@@ -22,6 +22,7 @@ LORA = ["--lora_rank", 4, "--lora_alpha", 8]
 ADAPTER = "pytorch_lora_weights.safetensors"
 
 
+@pytest.mark.slow  # a training run and three sampling processes: about 40 s
 def test_a_lora_run_writes_an_adapter_that_sampling_loads(assets, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     result = train(*common(assets, out, *LORA, "--train_batch_size", 2, "--max_train_steps", 12,
