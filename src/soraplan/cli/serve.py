@@ -89,11 +89,9 @@ def run(args) -> int:
 def web_recorder(source, dtype, device, fps: int, argv: list[str]):
     """The web app's videos recorded as ``soraplan sample`` runs, so ``soraplan sample --from_json`` makes
     one again: a request maps onto sample options (the prompt as typed, no template, its negative prompt)."""
-    from ..provenance import condition_record, model_record
+    from ..provenance import condition_record, file_sha256, model_record
     from .sample import option_defaults
     from .sample_record import Job, sample_record
-
-    from ..provenance import file_sha256
 
     models = {"model_path": model_record(source), "ae_path": None, "text_encoder_name_1": None}
     defaults = option_defaults()
