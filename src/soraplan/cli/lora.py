@@ -36,14 +36,13 @@ def run(args) -> int:
         loras = resolve_lora_specs(args.lora)
         base = resolve_model_flag(args.model_path, "--model_path", args.subfolder, args.revision).folder
         target = load_target(base)
-        apply_loras(target, loras, fuse=True)
+        names = apply_loras(target, loras, fuse=True)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     with atomic_directory(out) as folder:
         target.save_pretrained(folder)
-    names = ", ".join(f"{file.parent.name if file.name.startswith('pytorch_lora') else file.stem} x {scale:g}"
-                      for file, scale in loras)
-    print(f"merged {names} into {args.model_path} -> {out}")
+    merged = ", ".join(f"{name} x {scale:g}" for name, (_, scale) in zip(names, loras))
+    print(f"merged {merged} into {args.model_path} -> {out}")
     return 0
 
 

@@ -186,10 +186,15 @@ class DistillTrainer(I2VTrainer):
         """The student as it will sample: its scheduler and steps, no classifier-free guidance."""
         from ..pipelines import OpenSoraInpaintPipeline
 
-        steps = self.config.student_steps if self.config.method == "lcm" else self.teacher_default_steps
+        steps = self.student_steps
         pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
                                        **self.student_guidance(), default_num_inference_steps=steps)
         return pipe, steps
+
+    @property
+    def student_steps(self) -> int:
+        """The student's default sampling steps: --student_steps for lcm, the teacher's for guidance."""
+        return self.config.student_steps if self.config.method == "lcm" else self.teacher_default_steps
 
     def student_guidance(self) -> dict:
         """The student pipeline's guidance settings: a fixed-scale student samples at guidance 1 (its
@@ -323,7 +328,7 @@ class DistillTrainer(I2VTrainer):
             transformer.fuse_lora()
             transformer.unload_lora()
         pipe = self.teacher_pipe
-        steps = config.student_steps if config.method == "lcm" else self.teacher_default_steps
+        steps = self.student_steps
         student = OpenSoraInpaintPipeline(transformer, _cast(pipe.vae, torch.float32),
                                           _cast(pipe.text_encoder, torch.float32), pipe.tokenizer,
                                           student_scheduler(pipe.scheduler, config), **self.student_guidance(),
