@@ -13,6 +13,7 @@
 # Wall time per stage is appended to $OUT/stage_times.txt.
 # Environment: OUT (work folder, default runs/demo_model), N_TRAIN and N_EVAL (clips), COLOUR_JITTER,
 # VAE_STEPS, I2V_STEPS, I2V_MORE_STEPS (0 skips that stage), GUIDANCE (the pipeline's default CFG scale),
+# TRANSITION_GUIDANCE (its default for first/last-frame transitions),
 # EVAL_CLIPS, EVAL_STEPS, SHIP=1 to copy the result over the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +28,7 @@ COLOUR_JITTER=${COLOUR_JITTER:-40}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
 EVAL_STEPS=${EVAL_STEPS:-100}
 GUIDANCE=${GUIDANCE:-3}
+TRANSITION_GUIDANCE=${TRANSITION_GUIDANCE:-2}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
@@ -81,18 +83,22 @@ stage_i2v() {
 
 # 6. a second run of the same trainer, started from the first run's EMA weights with a fresh optimizer
 #    and warm-up: more steps at the same learning rate (the first run's last checkpoints were still
-#    improving), in a stage of its own so that no single sitting has to hold the whole schedule
+#    improving) and more transitions in the mask mix, in a stage of its own so that no single sitting
+#    has to hold the whole schedule
 stage_i2v_more() {
   [ "$I2V_MORE_STEPS" -gt 0 ] || return 0
-  train_i2v "$OUT/i2v_more_run" "$I2V_MORE_STEPS" 1 --pretrained "$OUT/i2v_run/model_ema"
+  train_i2v "$OUT/i2v_more_run" "$I2V_MORE_STEPS" 1 --pretrained "$OUT/i2v_run/model_ema" \
+    --mask_config "$HERE/mask_config_i2v_more.yaml"
 }
 
-# 7. one pipeline folder
+# 7. one pipeline folder, with the guidance it was measured best at: GUIDANCE, and less for transitions
+#    (pinned by two given frames, where text guidance mostly pulls the last frame away from the given one)
 stage_assemble() {
   transformer="$OUT/i2v_run/model_ema"
   [ "$I2V_MORE_STEPS" -gt 0 ] && transformer="$OUT/i2v_more_run/model_ema"
   $PYTHON -m soraplan.demo.recipe assemble "$OUT/pipeline" --transformer "$transformer" \
-    --vae "$OUT/vae_run/vae" --text_encoder "$OUT/text_encoder" --guidance_scale "$GUIDANCE"
+    --vae "$OUT/vae_run/vae" --text_encoder "$OUT/text_encoder" --guidance_scale "$GUIDANCE" \
+    --task_guidance "transition=$TRANSITION_GUIDANCE"
 }
 
 # 8. the evaluation the README quotes (held-out world and drawn clips; `soraplan eval --check` would

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,8 +126,9 @@ def test_demo_fast_runs_the_shipped_student_in_four_steps(tmp_path):
 
 @pytest.mark.slow  # three demo runs: about a minute
 def test_demo_and_eval_take_lora_adapters(tmp_path, capsys):
-    """--lora on the demo: at scale 0 the examples are the base model's exactly, at 1 they change; a
-    missing adapter is one line (eval too)."""
+    """--lora on the demo: every example without and with the adapter; without it they are the base
+    model's, at scale 0 the adapter's equal them, at 1 they change; a missing adapter is one line
+    (eval too)."""
     from soraplan.cli.main import main
     from soraplan.demo.assets import demo_pipeline_path
     from soraplan.pipelines import load_pipeline
@@ -138,13 +140,36 @@ def test_demo_and_eval_take_lora_adapters(tmp_path, capsys):
     for name, extra in {"base": [], "zero": ["--lora", f"{adapter}:0"], "on": ["--lora", str(adapter)]}.items():
         result = soraplan("demo", "--output-dir", tmp_path / name, "--num_sampling_steps", "3", *extra)
         assert result.returncode == 0, result.stderr[-3000:]
-        frames[name] = read_video(tmp_path / name / "example_1_i2v.mp4")[0]
+        if name == "base":
+            frames[name] = read_video(tmp_path / name / "example_1_i2v.mp4")[0]
+            continue
+        assert "i2v without lora, i2v with lora, transition without lora" in result.stdout
+        for suffix in ("without", "with"):
+            frames[f"{name}_{suffix}"] = read_video(tmp_path / name / f"example_1_i2v_{suffix}_lora.mp4")[0]
     # (the demo's mp4s are lossy and their encoding is not bit-reproducible between runs: compared in
     # mean; the exact equality of scale 0 is tested through `soraplan sample --crf 0`)
-    difference = {name: np.abs(frames[name].astype(int) - frames["base"]).mean() for name in ("zero", "on")}
-    assert difference["zero"] < 0.2 and difference["on"] > 1.0, difference
+    difference = {name: np.abs(frames[name].astype(int) - frames["base"]).mean()
+                  for name in ("zero_without", "zero_with", "on_without", "on_with")}
+    assert max(difference["zero_without"], difference["zero_with"], difference["on_without"]) < 0.2, difference
+    assert difference["on_with"] > 1.0, difference
     capsys.readouterr()
     for command in (["demo", "--output-dir", str(tmp_path / "x")], ["eval", "--clips", "1"]):
         assert main([*command, "--lora", str(tmp_path / "missing")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no adapter at" in err[0], err
+
+
+def test_an_adapter_that_brings_examples_replaces_the_demo_examples(tmp_path):
+    """An adapter folder with an examples.json (the shipped demo adapters have one) gives `soraplan demo
+    --lora` its examples: they show what the adapter teaches."""
+    from soraplan.cli.demo import adapter_examples, shipped_examples
+    from soraplan.demo.recipe import write_examples
+
+    folder = write_examples(tmp_path / "adapter", motions="diagonal")
+    weights = folder / "pytorch_lora_weights.safetensors"
+    weights.write_bytes(b"")
+    assert adapter_examples([(tmp_path / "plain.safetensors", 1.0), (weights, 0.5)]) == folder
+    assert adapter_examples([(tmp_path / "plain.safetensors", 1.0)]) is None
+    examples = shipped_examples(folder)
+    assert [e["task"] for e in examples] == ["i2v", "transition", "continuation"]
+    assert all(" and to the " in e["prompt"] and all(Path(c).is_file() for c in e["conditions"]) for e in examples)

@@ -19,6 +19,16 @@ def test_tracking_recovers_the_true_direction_without_jitter(seed):
     assert jitter(path) < 1.0  # constant speed: a straight, even path (up to pixel quantisation at edges)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_diagonal_directions_are_told_apart_among_eight(seed):
+    diagonal = random_scene(random.Random(200 + seed), frames=17, size=64, motions="diagonal")
+    path = track(render(diagonal, 17, 64), COLOURS[diagonal.colour])
+    assert direction_of(path, diagonals=True) == diagonal.direction
+    assert direction_of(path) in diagonal.direction.split("-")  # four-way: the dominant axis
+    straight = random_scene(random.Random(300 + seed), frames=17, size=64)
+    assert direction_of(track(render(straight, 17, 64), COLOURS[straight.colour]), diagonals=True) == straight.direction
+
+
 def test_direction_and_jitter_see_a_broken_video():
     scene = random_scene(random.Random(7), frames=17, size=64)
     while scene.direction == "still":

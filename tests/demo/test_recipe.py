@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,12 +77,14 @@ def test_assembled_parts_load_and_run_as_one_pipeline(tmp_path):
     assert out.videos.shape == (1, 5, 32, 32, 3)
 
 
-def test_examples_name_files_that_exist(tmp_path):
-    folder = write_examples(tmp_path / "examples")
+@pytest.mark.parametrize("motions", ["axis", "diagonal"])
+def test_examples_name_files_that_exist(tmp_path, motions):
+    folder = write_examples(tmp_path / "examples", motions=motions)
     examples = json.loads((folder / "examples.json").read_text())
     assert [e["task"] for e in examples] == ["i2v", "transition", "continuation"]
     for example in examples:
         assert all((folder / name).is_file() for name in example["conditions"])
+        assert (" and to the " in example["prompt"]) == (motions == "diagonal")
 
 
 @pytest.mark.slow
@@ -98,6 +101,7 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     pipe = load_pipeline(str(tmp_path / "run" / "pipeline"))
     assert pipe.transformer.config.num_layers == 8
     assert pipe.sampling_settings() == (100, 2.5)  # the recipe's guidance travels with the pipeline
+    assert pipe.sampling_settings(None, None, "transition") == (100, 2.0)  # and its transitions' own
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["world"]["clips"] == 1
     stages = (tmp_path / "run" / "stage_times.txt").read_text().split()[::3]
     assert stages == ["data", "vae", "latents", "text", "i2v", "i2v_more", "assemble", "eval"]
@@ -115,6 +119,35 @@ def test_the_recipe_script_runs_end_to_end(tmp_path):
     assert wrong.returncode == 2 and "unknown stage 'vea'" in wrong.stderr
 
 
+@pytest.mark.slow
+def test_the_lora_recipe_script_runs_end_to_end(tmp_path):
+    """scripts/demo/train_demo_lora.sh at toy sizes on the embedded model: the adapter trains, the
+    three evaluations run, and SHIP=1 would install it beside the model (here into a copy of the tree)."""
+    python = Path(sys.executable)
+    tree = tmp_path / "tree"  # SHIP writes into the tree the script lives in: a copy of the parts it needs
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copytree(ROOT / "scripts" / "demo", tree / "scripts" / "demo")
+    from soraplan.demo.assets import demo_pipeline_path
+
+    env = {**os.environ, "OUT": str(tmp_path / "run"), "N_TRAIN": "8", "STEPS": "2", "EVAL_CLIPS": "1",
+           "NEW_TASKS": "i2v", "EVAL_TASKS": "i2v", "EVAL_STEPS": "2", "BASE": str(demo_pipeline_path()), "SHIP": "1",
+           "SORAPLAN": f"{python} -m soraplan", "PYTHON": str(python)}
+    result = subprocess.run(["bash", str(tree / "scripts" / "demo" / "train_demo_lora.sh")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = (tmp_path / "run" / "stage_times.txt").read_text().split()[::3]
+    assert stages == ["data", "lora", "eval"]
+    for name in ("diagonal_base", "diagonal_lora", "axis_lora"):
+        summary = json.loads((tmp_path / "run" / f"eval_{name}.json").read_text())["summary"]
+        assert summary["world"]["clips"] == 1 and "i2v_direction_rate" in summary["drawn"]
+    shipped = tree / "src" / "soraplan" / "assets" / "demo" / "loras" / "diagonal"
+    assert (shipped / "pytorch_lora_weights.safetensors").is_file()
+    examples = json.loads((shipped / "examples.json").read_text())
+    assert all((shipped / name).is_file() for example in examples for name in example["conditions"])
+    train = json.loads((tmp_path / "run" / "world_train" / "annotations.json").read_text())
+    assert {item["scene"]["direction"] for item in train} & {"up-right", "up-left", "down-right", "down-left"}
+
+
 @pytest.mark.parametrize("part", ["transformer", "vae", "text_encoder"])
 def test_the_embedded_pipeline_is_small_and_real(part):
     from soraplan.demo.assets import demo_pipeline_path
@@ -124,3 +157,4 @@ def test_the_embedded_pipeline_is_small_and_real(part):
     assert total <= 40 * 2**20
     assert list((folder / part).glob("*.safetensors"))
     assert "_name_or_path" not in json.loads((folder / part / "config.json").read_text())
+

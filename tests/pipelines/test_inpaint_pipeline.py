@@ -157,3 +157,29 @@ def test_a_pipeline_folder_carries_its_sampling_defaults(tmp_path):
     release = loaded("a red circle", conditions=[image()], generator=torch.Generator().manual_seed(0),
                      num_inference_steps=4, guidance_scale=7.5, **kwargs).videos
     assert np.array_equal(implicit, explicit) and not np.array_equal(implicit, release)
+
+
+def test_a_task_may_carry_its_own_default_guidance(tmp_path):
+    """task_guidance_scales (model_index.json): a call of that mask type without guidance_scale uses its
+    scale (and says so in the output); other types use the default; an explicit scale still wins."""
+    pipe = build_tiny_pipeline()
+    pipe.register_to_config(default_guidance_scale=3.0, task_guidance_scales={"transition": 1.5})
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = load_pipeline(str(tmp_path / "p"))
+    assert loaded.task_guidance_scales == {"transition": 1.5}
+    assert loaded.sampling_settings(4, None, "transition") == (4, 1.5) and loaded.sampling_settings(4) == (4, 3.0)
+    assert loaded.describe_guidance() == "guidance 3 (transition 1.5)" and loaded.describe_guidance(5) == "guidance 5"
+
+    def call(conditions, guidance=None):
+        return loaded("a red circle", conditions=conditions, generator=torch.Generator().manual_seed(0),
+                      guidance_scale=guidance, **FAST)
+
+    pair = [image(seed=1), image(seed=2)]
+    implicit, explicit, default = call(pair), call(pair, 1.5), call(pair, 3.0)
+    assert implicit.mask_type is MaskType.transition and implicit.guidance_scale == 1.5
+    assert np.array_equal(implicit.videos, explicit.videos) and not np.array_equal(implicit.videos, default.videos)
+    single = call([image(seed=1)])
+    assert single.guidance_scale == 3.0 and np.array_equal(single.videos, call([image(seed=1)], 3.0).videos)
+    with pytest.raises(ValueError, match="unknown mask type 'transitions'"):
+        OpenSoraInpaintPipeline(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
+                                task_guidance_scales={"transitions": 2})

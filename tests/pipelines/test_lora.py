@@ -156,3 +156,22 @@ def test_lora_merge_writes_a_plain_model_equal_to_load_and_fuse(adapters, tmp_pa
                  "-o", str(tmp_path / "bad")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no adapter at" in err[0] and not (tmp_path / "bad").exists()
+
+
+def test_an_adapter_shipped_beside_the_demo_model_is_named_by_its_folder(tmp_path, monkeypatch):
+    """`--lora NAME` means the adapter folder NAME beside the demo model (assets/demo/loras/NAME) when no
+    file or folder of that name is where the command runs; an unknown name lists the shipped ones."""
+    import soraplan.demo.assets as assets
+    from soraplan.pipelines.lora import resolve_lora_specs
+
+    shipped = tmp_path / "loras"
+    make_adapter(shipped / "wiggle")
+    monkeypatch.setattr(assets, "DEMO_LORAS", shipped)
+    monkeypatch.chdir(tmp_path)
+    assert assets.demo_lora_names() == ["wiggle"]
+    [(file, scale)] = resolve_lora_specs(["wiggle:0.5"])
+    assert file == shipped / "wiggle" / "pytorch_lora_weights.safetensors" and scale == 0.5
+    mine = make_adapter(tmp_path / "wiggle", seed=3)  # a folder of that name where the command runs wins
+    assert resolve_lora_specs(["wiggle"])[0][0].resolve() == (mine / "pytorch_lora_weights.safetensors").resolve()
+    with pytest.raises(FileNotFoundError, match=r"shipped with the demo model \(wiggle\)"):
+        resolve_lora_specs(["wobble"])

@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--colour_jitter", type=int, default=0,
                        help="vary shape colours by up to this much per RGB channel around the palette (backgrounds "
                             "by half), each keeping its palette name; 0: the eight palette colours exactly")
+    synth.add_argument("--motions", choices=("axis", "diagonal", "all"), default="axis",
+                       help="directions the shapes take: axis (right, left, up, down, still: what the embedded model "
+                            "learnt), diagonal (up and to the right, ...: a concept it never saw) or all")
     synth.set_defaults(run=run_synth)
 
     check = commands.add_parser("check", help="report what the data filters keep and drop, and the buckets")
@@ -73,7 +76,7 @@ def run_synth(args) -> int:
     if args.style == "drawn" and args.colour_jitter:
         raise UserError("--colour_jitter is for the world style; drawn clips vary their colours themselves")
     data_txt = write_world(args.output, args.n, args.seed, args.num_frames, args.size, args.fps, style=args.style,
-                           colour_jitter=args.colour_jitter)
+                           colour_jitter=args.colour_jitter, motions=args.motions)
     print(f"wrote {args.n} clips; train with --data {data_txt}")
     return 0
 

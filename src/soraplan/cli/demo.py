@@ -4,6 +4,10 @@ synthetic world) animates shipped examples, or your own image(s) / video, on CPU
 Without inputs it runs three examples (image-to-video, first/last-frame transition, continuation of a
 short clip) and writes one mp4 per example plus a contact sheet PNG (each row an example, every other
 frame, conditioning frames marked with a white bar below them).
+
+With ``--lora`` every example is made twice, without and with the adapters, side by side on the
+contact sheet; an adapter shipped beside the model (``--lora diagonal``) brings examples of what it
+teaches, which replace the model's own.
 """
 
 from __future__ import annotations
@@ -50,17 +54,27 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def shipped_examples() -> list[dict]:
-    """[{name, task, conditions: [paths], prompt}] from the examples folder next to the model."""
+def shipped_examples(folder: Path | None = None) -> list[dict]:
+    """[{name, task, conditions: [paths], prompt}] from an examples folder (default: the one next to
+    the model)."""
     from ..demo.assets import DEMO_EXAMPLES
 
-    listing = DEMO_EXAMPLES / "examples.json"
+    folder = folder or DEMO_EXAMPLES
+    listing = folder / "examples.json"
     if not listing.is_file():
         raise UserError(f"the demo examples are missing ({listing}); reinstall soraplan")
     examples = json.loads(listing.read_text())
     for example in examples:
-        example["conditions"] = [str(DEMO_EXAMPLES / name) for name in example["conditions"]]
+        example["conditions"] = [str(folder / name) for name in example["conditions"]]
     return examples
+
+
+def adapter_examples(loras: list[tuple[Path, float]]) -> Path | None:
+    """The examples folder of the first adapter that brings its own (an examples.json beside its weights)."""
+    for file, _ in loras:
+        if (file.parent / "examples.json").is_file():
+            return file.parent
+    return None
 
 
 def user_example(args) -> dict:
@@ -129,7 +143,12 @@ def run(args) -> int:
     if args.fast and args.pipeline:
         raise UserError("--fast picks the embedded demo model's student; with --pipeline give the student's "
                         "folder itself (soraplan distill writes it to OUTPUT_DIR/pipeline)")
-    examples = [user_example(args)] if (args.image or args.video or args.prompt) else shipped_examples()
+    try:
+        loras = resolve_lora_specs(args.lora)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    examples = ([user_example(args)] if (args.image or args.video or args.prompt)
+                else shipped_examples(adapter_examples(loras)))
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     started = time.time()
@@ -138,39 +157,50 @@ def run(args) -> int:
                                     unless_pipeline=NOT_A_PIPELINE)
         folder = source.folder if source else demo_student_path() if args.fast else demo_pipeline_path()
         pipe = load_pipeline(str(folder))
-        apply_loras(pipe, resolve_lora_specs(args.lora), fuse=True)
         pipe.scheduler = scheduler_for(pipe.scheduler, args.sample_method)
         args.sample_method = method_name(pipe.scheduler)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)  # one line per example says what was made and how fast
     pipe.enable_step_cache(args.cache_threshold)
-    steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
+    steps, _ = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
-          f"transformer, loaded in {time.time() - started:.1f} s; {steps} steps, guidance {guidance:g})")
+          f"transformer, loaded in {time.time() - started:.1f} s; {steps} steps, "
+          f"{pipe.describe_guidance(args.guidance_scale)})")
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for example in examples:
-        start = time.time()
-        try:
-            result = pipe(example["prompt"], conditions=example["conditions"], condition_indices=example.get("indices"),
-                          num_frames=args.num_frames, height=args.height, width=args.width,
-                          num_inference_steps=steps, guidance_scale=guidance,
-                          generator=torch.Generator().manual_seed(args.seed))
-        except (ValueError, OSError) as error:
-            raise UserError(f"{example['name']}: {error}") from None
-        video = result.videos[0]
-        path = out_dir / f"{example['name']}_{example['task']}.mp4"
-        write_video(path, video, fps=args.fps)
-        rows.append((video, result.given_frames))
-        cache = pipe.step_cache_stats
-        evaluations = f", {cache.computed}/{cache.calls} evaluations" if cache is not None else ""
-        print(f"{example['task']:12s} {path}  ({time.time() - start:.1f} s{evaluations}) \"{example['prompt']}\"")
+    # without adapters one pass; with them a pass without and one with (merged), each example's two
+    # videos in adjacent contact-sheet rows
+    passes = [("", False)] if not loras else [("_without_lora", False), ("_with_lora", True)]
+    rows: dict[tuple[int, int], tuple[np.ndarray, list[int]]] = {}
+    for number, (suffix, with_loras) in enumerate(passes):
+        if with_loras:
+            try:
+                names = apply_loras(pipe, loras, fuse=True)
+            except (FileNotFoundError, ValueError, OSError) as error:
+                raise UserError(str(error)) from None
+            print(f"lora        {', '.join(f'{n} at {scale:g}' for n, (_, scale) in zip(names, loras))} (merged)")
+        for index, example in enumerate(examples):
+            start = time.time()
+            try:
+                result = pipe(example["prompt"], conditions=example["conditions"], condition_indices=example.get("indices"),
+                              num_frames=args.num_frames, height=args.height, width=args.width,
+                              num_inference_steps=steps, guidance_scale=args.guidance_scale,
+                              generator=torch.Generator().manual_seed(args.seed))
+            except (ValueError, OSError) as error:
+                raise UserError(f"{example['name']}: {error}") from None
+            video = result.videos[0]
+            path = out_dir / f"{example['name']}_{example['task']}{suffix}.mp4"
+            write_video(path, video, fps=args.fps)
+            rows[index, number] = (video, result.given_frames)
+            cache = pipe.step_cache_stats
+            evaluations = f", {cache.computed}/{cache.calls} evaluations" if cache is not None else ""
+            print(f"{example['task']:12s} {path}  ({time.time() - start:.1f} s{evaluations}) \"{example['prompt']}\"")
     sheet_path = out_dir / "contact_sheet.png"
     partial = out_dir / ".contact_sheet.partial.png"
-    Image.fromarray(contact_sheet(rows)).save(partial)
+    Image.fromarray(contact_sheet([rows[key] for key in sorted(rows)])).save(partial)
     os.replace(partial, sheet_path)
-    print(f"contact     {sheet_path} (rows: {', '.join(e['task'] for e in examples)}; white bar = given frame)")
+    labels = [e["task"] + suffix.replace("_", " ") for e in examples for suffix, _ in passes]
+    print(f"contact     {sheet_path} (rows: {', '.join(labels)}; white bar = given frame)")
     print(f"done in {time.time() - started:.1f} s on {torch.get_num_threads()} CPU threads")
     return 0

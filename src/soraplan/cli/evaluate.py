@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--clips", type=int, default=64, help="held-out clips per set (each is used for every task)")
     p.add_argument("--sets", default="world,drawn", help="without --data: held-out clips drawn by the world "
                    "generator (world) and by other means (drawn: PIL, hard edges, off-palette colours, other radii)")
+    p.add_argument("--motions", choices=("axis", "diagonal", "all"), default="axis",
+                   help="without --data: the held-out clips' directions, as `soraplan data synth --motions` "
+                        "(diagonal: the concept the demo LoRA adds)")
     p.add_argument("--tasks", default="i2v,transition,continuation", help="comma-separated subset")
     add_sampling_defaults(p)
     p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
@@ -111,6 +114,9 @@ def run(args) -> int:
     if not sets or set(sets) - set(SETS):
         raise UserError(f"--sets takes {', '.join(SETS)}; got {args.sets!r}")
     check_cache_threshold(args)
+    if args.data is not None and args.motions != "axis":
+        raise UserError("--motions chooses the generated held-out clips; with --data, write them with "
+                        "`soraplan data synth --motions ...` instead")
     if args.data is not None and not Path(args.data).is_file():
         raise UserError(f"--data {args.data} does not exist; make a world with `soraplan data synth -o DIR`")
     diffusers.utils.logging.disable_progress_bar()
@@ -127,18 +133,19 @@ def run(args) -> int:
         raise UserError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_step_cache(args.cache_threshold)
-    steps, guidance = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
+    steps, _ = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     started = time.time()
     summaries, rows = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         if args.data is not None:
             worlds = {"data": Path(args.data)}
         else:
-            worlds = {name: write_world(Path(scratch) / name, args.clips, seed=HELD_OUT_SEED, style=name) for name in sets}
+            worlds = {name: write_world(Path(scratch) / name, args.clips, seed=HELD_OUT_SEED, style=name,
+                                        motions=args.motions) for name in sets}
         for name, data in worlds.items():
             try:
                 result = evaluate(pipe, data, clips=args.clips, num_inference_steps=steps,
-                                  guidance_scale=guidance, seed=args.seed, tasks=tasks,
+                                  guidance_scale=args.guidance_scale, seed=args.seed, tasks=tasks,
                                   progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="", flush=True))
             except (ValueError, KeyError) as error:
                 raise UserError(f"cannot evaluate on {data}: {error}") from None
@@ -148,7 +155,7 @@ def run(args) -> int:
     print(format_summary(summaries))
     cache = f", step cache {args.cache_threshold}" if args.cache_threshold else ""
     counts = " + ".join(f"{s['clips']} {name}" for name, s in summaries.items())
-    print(f"{counts} clips, {args.sample_method} {steps} steps, guidance {guidance:g}{cache}, "
+    print(f"{counts} clips, {args.sample_method} {steps} steps, {pipe.describe_guidance(args.guidance_scale)}{cache}, "
           f"{time.time() - started:.0f} s")
     if args.output:
         partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")

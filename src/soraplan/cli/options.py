@@ -46,8 +46,8 @@ NOT_A_PIPELINE = ("not a pipeline folder (no model_index.json); a transformer fo
 def add_lora_option(parser) -> None:
     """``--lora PATH[:SCALE]``, repeatable: LoRA adapters on the transformer, combined at their scales."""
     parser.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]", help=(
-        "a LoRA adapter (folder with pytorch_lora_weights.safetensors, or the file) at SCALE (default 1); "
-        "repeat for several, combined"))
+        "a LoRA adapter (folder with pytorch_lora_weights.safetensors, the file, or the name of an adapter "
+        "shipped with the demo model, e.g. diagonal) at SCALE (default 1); repeat for several, combined"))
 
 
 def add_hub_options(parser, flag: str) -> None:

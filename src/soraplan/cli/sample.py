@@ -393,7 +393,6 @@ def run(args) -> int:
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     for job in mine:
-        stem = f"{args.sample_method}_{job.index}_gs{guidance}_s{steps}"
         try:
             result = pipe(
                 args.prompt_template.format(job.text),
@@ -403,7 +402,7 @@ def run(args) -> int:
                 negative_prompt=args.negative_prompt,
                 num_frames=args.num_frames, height=args.height, width=args.width,
                 crop_for_hw=args.crop_for_hw, max_hxw=args.max_hxw,
-                num_inference_steps=steps, guidance_scale=guidance,
+                num_inference_steps=steps, guidance_scale=args.guidance_scale,  # None: the task's default
                 guidance_rescale=args.guidance_rescale, num_samples_per_prompt=args.num_samples_per_prompt,
                 generator=torch.Generator().manual_seed(args.seed), noise_strength=args.noise_strength,
                 max_sequence_length=args.max_sequence_length,
@@ -412,10 +411,11 @@ def run(args) -> int:
             raise UserError(f"prompt {job.index}: {error}") from None
         if not layout.writer:  # every rank of a unit holds the same result
             continue
+        stem = f"{args.sample_method}_{job.index}_gs{result.guidance_scale}_s{steps}"
         cache = pipe.step_cache_stats
         saved = f", {cache.computed}/{cache.calls} transformer evaluations" if cache is not None else ""
         frames, height, width = result.videos.shape[1:4]
-        record = sample_record(args, job, mask_type=result.mask_type.value, steps=steps, guidance=guidance,
+        record = sample_record(args, job, mask_type=result.mask_type.value, steps=steps, guidance=result.guidance_scale,
                                dtype=dtype, device=device, world=world, models=models, refiner=refiner_record,
                                frames=frames, height=height, width=width)
         for path in save_outputs(result.videos, out_dir, stem, args.fps, args.crf, record):

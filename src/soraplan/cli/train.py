@@ -26,6 +26,8 @@ HELPS = {
     "validation_prompt": "also write a sampled video every --validation_steps",
     "clean_video_captions": "clean up video captions too (lower-case, no URLs/HTML); the reference cleans image "
                             "captions only",
+    "text_encoder_device": "where the frozen text encoder runs (default: with the model); 'cpu' saves its memory "
+                           "on the accelerator (mT5-XXL: 10.5 GiB in bf16), best with --text_cache_dir",
     "lora_rank": "train a LoRA adapter of this rank on the frozen transformer (0: every weight); the run writes "
                  "lora/ (diffusers' LoRA file, for --lora) instead of model/",
     "lora_alpha": "LoRA scale numerator (default: the rank, i.e. scale 1)",

@@ -8,6 +8,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 DEMO_PIPELINE = ASSETS / "pipeline"
 DEMO_EXAMPLES = ASSETS / "examples"
 DEMO_STUDENT = ASSETS / "student"  # the 4-step student of the demo model (scripts/demo/distill_demo_model.sh)
+DEMO_LORAS = ASSETS / "loras"  # LoRA adapters of the demo model, one folder each (scripts/demo/train_demo_lora.sh)
 
 
 def demo_pipeline_path() -> Path:
@@ -24,3 +25,10 @@ def demo_student_path() -> Path:
         raise FileNotFoundError(f"the embedded demo student is missing ({DEMO_STUDENT}); reinstall soraplan, "
                                 "or distil it with scripts/demo/distill_demo_model.sh")
     return DEMO_STUDENT
+
+
+def demo_lora_names() -> list[str]:
+    """Names of the adapters shipped beside the demo model (``--lora NAME``)."""
+    if not DEMO_LORAS.is_dir():
+        return []
+    return sorted(folder.name for folder in DEMO_LORAS.iterdir() if (folder / "pytorch_lora_weights.safetensors").is_file())

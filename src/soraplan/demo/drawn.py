@@ -22,10 +22,10 @@ BACKGROUND_JITTER = 12
 DRAWN_RADIUS_RANGE = (0.09, 0.22)
 
 
-def random_drawn_scene(rng: random.Random, frames: int, size: int) -> Scene:
+def random_drawn_scene(rng: random.Random, frames: int, size: int, motions: str = "axis") -> Scene:
     """A world scene with other radii and off-palette colours that still carry the palette's names."""
-    scene = vary_colours(random_scene(rng, frames, size, radius_range=DRAWN_RADIUS_RANGE), rng, COLOUR_JITTER,
-                         BACKGROUND_JITTER)
+    scene = vary_colours(random_scene(rng, frames, size, radius_range=DRAWN_RADIUS_RANGE, motions=motions), rng,
+                         COLOUR_JITTER, BACKGROUND_JITTER)
     scene.style = "drawn"
     return scene
 

@@ -14,7 +14,9 @@ and every video is measured the way a viewer judges it:
   first frame: per frame, the centroid of the pixels near that colour (weighted by closeness, up to
   ``COLOUR_TOLERANCE`` in RGB distance); the direction is the dominant axis and sign of the
   centroid's displacement from the first to the last frame, "still" under ``STILL_PIXELS``, and a
-  shape lost at either end is a miss;
+  shape lost at either end is a miss. In a world with diagonal motions the direction is the nearest of
+  the eight compass directions instead (a 45-degree sector each, not a 90-degree one), since there
+  "moves to the right" and "moves up and to the right" are different answers;
 * shape, colour and size kept (soraplan.demo.appearance): the shape of the probe frame (the last
   frame; the middle one for a transition, whose last frame is given) against the given first frame's,
   and whether every generated frame keeps shape and colour ("whole clip");
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 from .appearance import Shape, compare, segment_shape
-from .world import scene_from_annotation
+from .world import DIAGONAL_DIRECTIONS, scene_from_annotation
 
 COLOUR_TOLERANCE = 80.0
 MIN_TRACKED_PIXELS = 6
@@ -64,13 +66,21 @@ def track(video: np.ndarray, colour: tuple[int, int, int]) -> list[tuple[float, 
     return path
 
 
-def direction_of(path: list) -> str | None:
-    """right/left/up/down/still from a centroid path; None when the shape is lost at either end."""
+# the eight compass directions counter-clockwise from "right", 45 degrees apart (y grows downwards)
+COMPASS = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
+
+
+def direction_of(path: list, diagonals: bool = False) -> str | None:
+    """right/left/up/down/still from a centroid path (with ``diagonals``, also up-right, up-left,
+    down-right, down-left); None when the shape is lost at either end."""
     if path[0] is None or path[-1] is None:
         return None
     dx, dy = path[-1][0] - path[0][0], path[-1][1] - path[0][1]
     if max(abs(dx), abs(dy)) < STILL_PIXELS:
         return "still"
+    if diagonals:
+        sector = round(math.degrees(math.atan2(-dy, dx)) / 45.0) % 8
+        return COMPASS[sector]
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
     return "down" if dy > 0 else "up"
@@ -93,12 +103,13 @@ def probe_frame(task: str, frames: int) -> int:
     return frames // 2 if task == "transition" else frames - 1
 
 
-def appearance_row(video: np.ndarray, reference: Shape, task: str, direction: str | None) -> dict:
+def appearance_row(video: np.ndarray, reference: Shape, task: str, direction: str | None,
+                   diagonals: bool = False) -> dict:
     """Direction, shape/colour/size kept at the probe frame, and over every frame, of one video."""
     path = track(video, reference.colour)
     probe = compare(reference, video[probe_frame(task, len(video))])
     every = [compare(reference, frame) for frame in video[1:]]
-    moved = direction_of(path)
+    moved = direction_of(path, diagonals)
     return {"generated_direction": moved, "direction_ok": moved == direction, "jitter": jitter(path),
             **probe.as_dict(), "shape_and_colour_kept": probe.shape_kept and probe.colour_kept,
             "whole_clip_kept": all(k.shape_kept and k.colour_kept for k in every),
@@ -164,6 +175,8 @@ def evaluate(pipe, data_txt: str | Path, clips: int = 64, num_inference_steps: i
 
     result = EvalResult()
     world = load_world(data_txt)[:clips]
+    # directions are told apart among eight when the world has diagonal motion, else among four
+    diagonals = any(item["scene"]["direction"] in DIAGONAL_DIRECTIONS for _, item in world)
     for index, (path, item) in enumerate(world):
         scene = scene_from_annotation(item)
         given, _ = read_video(path)  # (T, H, W, 3) uint8
@@ -181,8 +194,9 @@ def evaluate(pipe, data_txt: str | Path, clips: int = 64, num_inference_steps: i
                          generator=torch.Generator().manual_seed(seed + index)).videos[0]
             row = {"clip": item["path"], "task": task, "caption": caption, "direction": scene.direction,
                    "first_psnr": psnr(video[0], given[0]),
-                   **appearance_row(video, reference, task, scene.direction),
-                   **{f"vae_{k}": v for k, v in appearance_row(bound, reference, task, scene.direction).items()}}
+                   **appearance_row(video, reference, task, scene.direction, diagonals),
+                   **{f"vae_{k}": v for k, v in appearance_row(bound, reference, task, scene.direction,
+                                                               diagonals).items()}}
             if task == "transition":
                 row["last_psnr"] = psnr(video[-1], given[-1])
             elif task == "continuation":

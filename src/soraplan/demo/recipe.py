@@ -3,7 +3,8 @@
     python -m soraplan.demo.recipe text-encoder OUT [--seed S]
     python -m soraplan.demo.recipe latent-stats VAE_DIR VIDEO_DIR [--clips N]
     python -m soraplan.demo.recipe assemble OUT --transformer DIR --vae DIR --text_encoder DIR [--guidance_scale G]
-    python -m soraplan.demo.recipe examples OUT [--seed S]
+        [--task_guidance TASK=G ...]
+    python -m soraplan.demo.recipe examples OUT [--seed S] [--motions axis|diagonal]
 
 ``latent-stats`` is why a freshly trained VAE is usable for diffusion: the transformer is trained on
 ``(z - shift) * scale`` latents, which should be near zero-mean and unit-variance per channel, so the
@@ -65,7 +66,7 @@ def _rebuilt(cls, folder: str | Path):
 
 def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path, text_encoder: str | Path,
                       sample_method: str = "EulerAncestralDiscrete", guidance_scale: float = 7.5,
-                      num_inference_steps: int = 100) -> Path:
+                      num_inference_steps: int = 100, task_guidance_scales: dict[str, float] | None = None) -> Path:
     """One ``save_pretrained`` pipeline folder from the separately trained parts, with the sampling
     defaults its model was measured with (saved in model_index.json)."""
     from ..models.checkpoints import read_config, transformer_class
@@ -78,16 +79,26 @@ def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path,
     model = _rebuilt(transformer_class(read_config(Path(transformer))), transformer)
     encoder, tokenizer = load_text_encoder(str(text_encoder))
     pipe = OpenSoraInpaintPipeline(model, _rebuilt(WFVAE, vae), encoder, tokenizer, build_scheduler(sample_method),
-                                   default_guidance_scale=guidance_scale, default_num_inference_steps=num_inference_steps)
+                                   default_guidance_scale=guidance_scale, default_num_inference_steps=num_inference_steps,
+                                   task_guidance_scales=task_guidance_scales)
     with atomic_directory(out) as staging:
         pipe.save_pretrained(staging)
     return Path(out)
 
 
+# per motion set, the directions the demo's i2v, transition and continuation examples take
+EXAMPLE_DIRECTIONS = {
+    "axis": [("i2v", ("left", "right")), ("transition", ("up", "down")), ("continuation", ("left", "right", "up", "down"))],
+    "diagonal": [("i2v", ("up-right", "up-left")), ("transition", ("down-right", "down-left")),
+                 ("continuation", ("up-right", "up-left", "down-right", "down-left"))],
+}
+
+
 def write_examples(out: str | Path, seed: int = 3, frames: int = 17, size: int = 64,
-                   continuation_frames: int = 5) -> Path:
+                   continuation_frames: int = 5, motions: str = "axis") -> Path:
     """The conditioning inputs ``soraplan demo`` ships: held-out scenes (a seed the model never saw),
-    one moving sideways for i2v, one moving vertically for the transition, one for continuation."""
+    one moving sideways for i2v, one moving vertically for the transition, one for continuation; with
+    ``motions="diagonal"``, the same tasks moving diagonally (the demo adapter's examples)."""
     import random
 
     from PIL import Image
@@ -96,12 +107,12 @@ def write_examples(out: str | Path, seed: int = 3, frames: int = 17, size: int =
     from ..utils.files import atomic_directory
     from .world import random_scene, render
 
-    wanted = [("i2v", ("left", "right")), ("transition", ("up", "down")), ("continuation", ("left", "right", "up", "down"))]
+    wanted = EXAMPLE_DIRECTIONS[motions]
     examples, index = [], 0
     with atomic_directory(out) as staging:
         for task, directions in wanted:
             while True:
-                scene = random_scene(random.Random(seed * 1_000_003 + index), frames, size)
+                scene = random_scene(random.Random(seed * 1_000_003 + index), frames, size, motions=motions)
                 index += 1
                 if scene.direction in directions:
                     break
@@ -141,9 +152,13 @@ def main(argv=None) -> int:
     p.add_argument("--text_encoder", required=True)
     p.add_argument("--guidance_scale", type=float, default=7.5, help="the pipeline's default guidance scale")
     p.add_argument("--num_sampling_steps", type=int, default=100, help="the pipeline's default step count")
+    p.add_argument("--task_guidance", action="append", default=[], metavar="TASK=G",
+                   help="a mask type's own default guidance scale (e.g. transition=2); repeatable")
     p = steps.add_parser("examples", help="write the demo's conditioning images, video and prompts")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--motions", choices=tuple(EXAMPLE_DIRECTIONS), default="axis",
+                   help="diagonal: examples of the motion the demo adapter teaches")
     args = parser.parse_args(argv)
     if args.step == "text-encoder":
         print(f"wrote {save_text_encoder(args.out, args.seed)}")
@@ -152,10 +167,18 @@ def main(argv=None) -> int:
         print("shift " + " ".join(f"{v:.4f}" for v in shift))
         print("scale " + " ".join(f"{v:.4f}" for v in scale))
     elif args.step == "examples":
-        print(f"wrote {write_examples(args.out, args.seed)}")
+        print(f"wrote {write_examples(args.out, args.seed, motions=args.motions)}")
     else:
+        task_guidance = {}
+        for item in args.task_guidance:
+            task, sep, scale = item.partition("=")
+            try:
+                task_guidance[task] = float(scale)
+            except ValueError:
+                parser.error(f"--task_guidance takes TASK=SCALE, got {item!r}")
         folder = assemble_pipeline(args.out, args.transformer, args.vae, args.text_encoder,
-                                   guidance_scale=args.guidance_scale, num_inference_steps=args.num_sampling_steps)
+                                   guidance_scale=args.guidance_scale, num_inference_steps=args.num_sampling_steps,
+                                   task_guidance_scales=task_guidance)
         print(f"wrote {folder}")
     return 0
 

@@ -2,7 +2,8 @@
 
 Every clip shows one shape (circle, square, triangle) of a named colour that moves left, right, up or
 down at constant speed, or stays still, with a caption such as "a red circle moves to the right on a
-gray background". Clips are deterministic from (seed, index), so a dataset can be regenerated exactly,
+gray background". Diagonal motion ("moves up and to the right") is a motion the embedded model was
+never trained on: worlds of it (``motions="diagonal"``) teach and measure a new concept (a LoRA). Clips are deterministic from (seed, index), so a dataset can be regenerated exactly,
 and the annotation keeps the scene facts (shape, colour, direction, positions) for evaluation.
 """
 
@@ -23,6 +24,11 @@ COLOURS = {
 BACKGROUNDS = {"black": (15, 15, 15), "gray": (110, 110, 110), "dark blue": (20, 30, 70), "beige": (200, 185, 150)}
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
+# unit steps per axis (x right, y down); a diagonal shape moves as fast along each axis as an axis one
+DIAGONAL_DIRECTIONS = {"up-right": (1, -1), "up-left": (-1, -1), "down-right": (1, 1), "down-left": (-1, 1)}
+ALL_DIRECTIONS = {**DIRECTIONS, **DIAGONAL_DIRECTIONS}
+# the motion sets a world can be written with: the shipped model's ("axis"), the new concept, or both
+MOTIONS = {"axis": tuple(DIRECTIONS), "diagonal": tuple(DIAGONAL_DIRECTIONS), "all": tuple(ALL_DIRECTIONS)}
 SUPERSAMPLE = 4  # shapes are drawn at 4x and averaged down: smooth edges
 MIN_CONTRAST = 120.0  # RGB distance between a shape and its background
 
@@ -54,13 +60,18 @@ class Scene:
         return tuple(self.background_rgb) if self.background_rgb is not None else BACKGROUNDS[self.background]
 
     def centre(self, frame: int) -> tuple[float, float]:
-        dx, dy = DIRECTIONS[self.direction]
+        dx, dy = ALL_DIRECTIONS[self.direction]
         return self.start[0] + dx * self.speed * frame, self.start[1] + dy * self.speed * frame
 
     @property
     def caption(self) -> str:
-        motion = "stays still" if self.direction == "still" else (
-            f"moves to the {self.direction}" if self.direction in ("left", "right") else f"moves {self.direction}")
+        if self.direction == "still":
+            motion = "stays still"
+        elif self.direction in DIAGONAL_DIRECTIONS:
+            vertical, horizontal = self.direction.split("-")
+            motion = f"moves {vertical} and to the {horizontal}"
+        else:
+            motion = f"moves to the {self.direction}" if self.direction in ("left", "right") else f"moves {self.direction}"
         background = f"{'a gradient ' + self.background if self.gradient else 'a ' + self.background} background"
         article = "an" if self.colour[0] in "aeiou" else "a"
         return f"{article} {self.colour} {self.shape} {motion} on {background}"
@@ -91,16 +102,17 @@ def vary_colours(scene: Scene, rng: random.Random, jitter: int, background_jitte
 
 
 def random_scene(rng: random.Random, frames: int, size: int, radius_range: tuple[float, float] = RADIUS_RANGE,
-                 colour_jitter: int = 0) -> Scene:
+                 colour_jitter: int = 0, motions: str = "axis") -> Scene:
     """A scene whose shape stays fully inside the frame for all ``frames``; with ``colour_jitter``, its
-    colours vary around the palette's (the background's by half as much)."""
+    colours vary around the palette's (the background's by half as much); its direction is one of
+    ``MOTIONS[motions]``."""
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-    direction = rng.choice(list(DIRECTIONS))
+    direction = rng.choice(MOTIONS[motions])
     background = rng.choice([b for b in BACKGROUNDS if _contrast(COLOURS[colour], BACKGROUNDS[b]) >= MIN_CONTRAST])
     radius = rng.uniform(*radius_range) * size
     speed = 0.0 if direction == "still" else rng.uniform(0.35, 0.55) * (size - 2 * radius - 2) / max(frames - 1, 1)
     travel = speed * (frames - 1)
-    dx, dy = DIRECTIONS[direction]
+    dx, dy = ALL_DIRECTIONS[direction]
     low, high = radius + 1, size - radius - 1
 
     def axis_start(d):
@@ -159,21 +171,27 @@ STYLES = ("world", "drawn")
 
 
 def write_world(out_dir: str | Path, count: int, seed: int = 0, frames: int = 17, size: int = 64,
-                fps: float = 8.0, style: str = "world", colour_jitter: int = 0) -> Path:
+                fps: float = 8.0, style: str = "world", colour_jitter: int = 0, motions: str = "axis") -> Path:
     """Write ``count`` clips as mp4 + ``annotations.json`` + ``data.txt``; returns the data.txt path.
 
     ``style="drawn"``: the same kinds of scenes drawn by other means (soraplan.demo.drawn), to test a
     model on inputs the world generator never made. ``colour_jitter``: colours vary around the
-    palette's (see ``vary_colours``), so that a model learns colours, not eight of them."""
+    palette's (see ``vary_colours``), so that a model learns colours, not eight of them. ``motions``:
+    which directions the shapes take (``MOTIONS``: axis, diagonal or all)."""
     from ..data.video_io import write_video
 
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if motions not in MOTIONS:
+        raise ValueError(f"motions must be one of {', '.join(MOTIONS)}, got {motions!r}")
     if style == "drawn":
-        from .drawn import random_drawn_scene as new_scene
+        from .drawn import random_drawn_scene
+
+        def new_scene(rng, frames, size):
+            return random_drawn_scene(rng, frames, size, motions=motions)
     else:
         def new_scene(rng, frames, size):
-            return random_scene(rng, frames, size, colour_jitter=colour_jitter)
+            return random_scene(rng, frames, size, colour_jitter=colour_jitter, motions=motions)
 
     out_dir = Path(out_dir)
     videos = out_dir / "videos"

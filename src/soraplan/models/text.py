@@ -28,13 +28,14 @@ def load_text_encoder(path: str, dtype: torch.dtype | None = None):
 
 @torch.no_grad()
 def encode_text(encoder, tokenizer, prompts: list[str], max_length: int = 512, device=None):
-    """prompts -> (states (B, L, C), attention mask (B, L) int64)."""
+    """prompts -> (states (B, L, C), attention mask (B, L) int64) on ``device`` (default: the encoder's);
+    the encoder runs where its weights are (a CPU-resident encoder beside a GPU transformer works)."""
     tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
     lengths = tokenizer(prompts, padding=False, truncation=False)["input_ids"]
     if any(len(ids) > max_length for ids in lengths):
         logger.warning("a prompt is longer than %d tokens and was truncated", max_length)
-    device = device or encoder.device
-    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+    ids, mask = tokens.input_ids.to(encoder.device), tokens.attention_mask.to(encoder.device)
     states = encoder(ids, attention_mask=mask)[0]
-    return states, mask
+    device = device or encoder.device
+    return states.to(device), mask.to(device)

@@ -32,11 +32,13 @@ from .lora import OpenSoraLoraLoaderMixin
 @dataclass
 class OpenSoraPipelineOutput(BaseOutput):
     """``videos``: (B, T, H, W, 3) uint8 array (or the latents with ``output_type="latent"``);
-    ``given_frames``: indices of the frames taken from the conditioning (the rest were generated)."""
+    ``given_frames``: indices of the frames taken from the conditioning (the rest were generated);
+    ``guidance_scale``: the scale the videos were guided with (the task's default when none was given)."""
 
     videos: np.ndarray | torch.Tensor
     mask_type: MaskType | None = None
     given_frames: list[int] | None = None
+    guidance_scale: float | None = None
 
 
 def classifier_free_guidance(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
@@ -62,7 +64,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
 
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, default_guidance_scale: float = 7.5,
                  default_num_inference_steps: int = 100, distilled_guidance_scale: float | None = None,
-                 distilled_guidance_range: list[float] | tuple[float, float] | None = None):
+                 distilled_guidance_range: list[float] | tuple[float, float] | None = None,
+                 task_guidance_scales: dict[str, float] | None = None):
         """``default_guidance_scale`` / ``default_num_inference_steps``: what a call without
         ``guidance_scale`` / ``num_inference_steps`` uses. They are saved in model_index.json, so a
         pipeline folder carries the sampling settings its model was made for (the release's 7.5 and
@@ -71,8 +74,16 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         its single pass; classifier-free guidance on top of it is refused (it would guide twice).
         ``distilled_guidance_range``: (low, high) for a student that takes the guidance scale as an input
         (``soraplan distill --guidance_range``, a transformer with ``guidance_embeds``): ``guidance_scale``
-        in that range is given to it, one pass a step, and one outside it is refused."""
+        in that range is given to it, one pass a step, and one outside it is refused.
+        ``task_guidance_scales``: defaults for some mask types that differ from ``default_guidance_scale``
+        (``{"transition": 2}``): a transition is pinned by two given frames, so text guidance there
+        mostly pulls the generated frames away from them, and a model may keep its given frames best
+        with less of it (measured for the demo model)."""
         super().__init__()
+        task_guidance_scales = {MaskType.parse(task).value: float(scale)
+                                for task, scale in (task_guidance_scales or {}).items()}
+        if any(scale < 0 for scale in task_guidance_scales.values()):
+            raise ValueError(f"task_guidance_scales must be >= 0, got {task_guidance_scales}")
         self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
         self.register_to_config(default_guidance_scale=float(default_guidance_scale),
@@ -80,7 +91,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
                                 distilled_guidance_scale=None if distilled_guidance_scale is None
                                 else float(distilled_guidance_scale),
                                 distilled_guidance_range=None if distilled_guidance_range is None
-                                else [float(v) for v in distilled_guidance_range])
+                                else [float(v) for v in distilled_guidance_range],
+                                task_guidance_scales=task_guidance_scales or None)
 
     # ----------------------------------------------------------------------------------------------
 
@@ -160,13 +172,28 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         latent_mask = compress_mask(mask.to(dtype), video.shape[-2], video.shape[-1], *self.vae_stride)
         return latents, latent_mask
 
-    def sampling_settings(self, num_inference_steps: int | None = None,
-                          guidance_scale: float | None = None) -> tuple[int, float]:
-        """(steps, guidance) of a call: the given values, else the pipeline's defaults."""
+    @property
+    def task_guidance_scales(self) -> dict[str, float]:
+        """The mask types whose default guidance differs from ``default_guidance_scale``, with theirs."""
+        return dict(getattr(self.config, "task_guidance_scales", None) or {})
+
+    def sampling_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                          task: str | MaskType | None = None) -> tuple[int, float]:
+        """(steps, guidance) of a call: the given values, else the pipeline's defaults (for ``task``,
+        a mask type, its own default guidance when the pipeline has one)."""
         config = self.config
         steps = getattr(config, "default_num_inference_steps", 100) if num_inference_steps is None else num_inference_steps
-        guidance = getattr(config, "default_guidance_scale", 7.5) if guidance_scale is None else guidance_scale
-        return int(steps), float(guidance)
+        if guidance_scale is None:
+            task = MaskType.parse(task).value if task is not None else None
+            guidance_scale = self.task_guidance_scales.get(task, getattr(config, "default_guidance_scale", 7.5))
+        return int(steps), float(guidance_scale)
+
+    def describe_guidance(self, guidance_scale: float | None = None) -> str:
+        """What a run guides with, for a log line: "guidance 3" or "guidance 3 (transition 2)"."""
+        _, guidance = self.sampling_settings(None, guidance_scale)
+        overrides = "" if guidance_scale is not None else ", ".join(
+            f"{task} {scale:g}" for task, scale in self.task_guidance_scales.items())
+        return f"guidance {guidance:g}" + (f" ({overrides})" if overrides else "")
 
     def check_inputs(self, num_frames, height, width, guidance_scale, num_inference_steps, noise_strength):
         problems = []
@@ -223,6 +250,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         and ``guidance_scale`` default to the pipeline's (``default_num_inference_steps``,
         ``default_guidance_scale``).
         """
+        given_guidance = guidance_scale
         num_inference_steps, guidance_scale = self.sampling_settings(num_inference_steps, guidance_scale)
         self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
         if not self.takes_conditioning and (conditions or mask_type not in (None, "t2iv", MaskType.t2iv)):
@@ -233,6 +261,9 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         rng = random.Random(generator.initial_seed() if generator is not None else None)
         conditioning = build_conditioning(conditions or [], num_frames, height, width, indices=condition_indices,
                                           mask_type=mask_type, crop_for_hw=crop_for_hw, max_hxw=max_hxw, rng=rng)
+        if given_guidance is None and conditioning.mask_type.value in self.task_guidance_scales:
+            _, guidance_scale = self.sampling_settings(num_inference_steps, None, conditioning.mask_type)
+            self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
         batch = len(prompts) * num_samples_per_prompt
         real_h, real_w = conditioning.video.shape[-2:]
 
@@ -335,7 +366,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         if not return_dict:
             return (videos,)
         given = (conditioning.mask < 0.5).nonzero().flatten().tolist()
-        return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type, given_frames=given)
+        return OpenSoraPipelineOutput(videos=videos, mask_type=conditioning.mask_type, given_frames=given,
+                                      guidance_scale=guidance_scale)
 
 
 def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:

@@ -158,14 +158,23 @@ def parse_lora_spec(spec: str) -> tuple[str, float]:
 
 
 def resolve_lora_specs(specs: list[str] | None, weight_name: str | None = None) -> list[tuple[Path, float]]:
-    """``--lora`` values -> [(adapter file, scale)], each file checked to exist (before any model loads)."""
+    """``--lora`` values -> [(adapter file, scale)], each file checked to exist (before any model loads).
+
+    A value that is no path but the name of an adapter shipped beside the demo model (``--lora
+    diagonal``) means that adapter; a folder or file of that name wins."""
+    from ..demo.assets import DEMO_LORAS, demo_lora_names
+
     resolved = []
     for spec in specs or []:
         path, scale = parse_lora_spec(spec)
         file = adapter_file(path, weight_name)
+        if not file.is_file() and not Path(path).exists() and path in demo_lora_names():
+            file = adapter_file(DEMO_LORAS / path, weight_name)
         if not file.is_file():
+            shipped = ", ".join(demo_lora_names()) or "none"
             raise FileNotFoundError(f"--lora {spec}: no adapter at {path} (give an adapter folder holding "
-                                    f"{LORA_WEIGHT_NAME_SAFE}, or the .safetensors file, optionally :SCALE)")
+                                    f"{LORA_WEIGHT_NAME_SAFE}, the .safetensors file, or the name of one shipped "
+                                    f"with the demo model ({shipped}), optionally :SCALE)")
         resolved.append((file, scale))
     return resolved
 

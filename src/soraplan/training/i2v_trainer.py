@@ -71,6 +71,7 @@ class TrainConfig(DataConfig):
     add_noise_to_condition: bool = False
     model_max_length: int = 512
     text_cache_dir: str | None = None  # text-encoder states saved per caption, reused on later steps and runs
+    text_encoder_device: str | None = None  # "cpu": keep the (frozen) text encoder off the accelerator
     dataloader_num_workers: int = 0
     # optimisation
     train_batch_size: int = 1
@@ -240,7 +241,13 @@ class I2VTrainer:
         self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
         self.vae, self.text_encoder, self.tokenizer = self.load_frozen_models()
         self.vae.to(device).eval().requires_grad_(False)
-        self.text_encoder.to(device).eval().requires_grad_(False)
+        # mT5-XXL's encoder is 10.5 GiB in bf16: on a small GPU it can run on the CPU (each caption once
+        # with --text_cache_dir), its states moved to the accelerator
+        try:
+            text_device = torch.device(config.text_encoder_device) if config.text_encoder_device else device
+        except RuntimeError:
+            raise ValueError(f"--text_encoder_device {config.text_encoder_device!r} is no device; give e.g. cpu") from None
+        self.text_encoder.to(text_device).eval().requires_grad_(False)
         self.noise_scheduler = DDPMScheduler(prediction_type=config.prediction_type,
                                              rescale_betas_zero_snr=config.rescale_betas_zero_snr)
 
