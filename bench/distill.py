@@ -2,7 +2,8 @@
 
 Rows (one run, the same held-out clips, seeds and machine for all):
 
-* the teacher as shipped: Euler-Ancestral, 100 steps, classifier-free guidance (200 evaluations);
+* the teacher as shipped: Euler-Ancestral, 100 steps, classifier-free guidance at its defaults (per task
+  where its pipeline has task defaults; 200 evaluations);
 * the teacher with fast solvers at 8 and 16 evaluations (4 and 8 steps with guidance), several solvers,
   the best of each count marked (by the mean of the rate metrics, then the PSNRs);
 * the student (``soraplan distill``) at 2, 4 and 8 evaluations (one per step, no guidance pass).
@@ -56,7 +57,7 @@ def score(summary: dict) -> tuple[float, float]:
     return float(np.mean(rates)), float(np.mean(psnrs))
 
 
-def run_row(pipe, worlds: dict, clips: int, steps: int, guidance: float, seed: int) -> dict:
+def run_row(pipe, worlds: dict, clips: int, steps: int, guidance: float | None, seed: int) -> dict:
     from soraplan.demo.evaluate import evaluate
 
     counter = EvaluationCounter(pipe.transformer)
@@ -128,7 +129,8 @@ def main() -> int:
     student = load_pipeline(args.student)
     for pipe in (teacher, student):
         pipe.set_progress_bar_config(disable=True)
-    teacher_steps, teacher_guidance = teacher.sampling_settings()
+    teacher_steps, _ = teacher.sampling_settings()
+    guidance_label = teacher.describe_guidance().replace("guidance ", "CFG ")  # "CFG 3 (transition 2)"
     shipped_scheduler = teacher.scheduler
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,16 +144,16 @@ def main() -> int:
             print(f"{name:44s} {row['evaluations']:6.1f} evaluations  {row['seconds_per_video']:7.2f} s/video",
                   flush=True)
 
-        add(f"teacher Euler-A {teacher_steps} steps, CFG {teacher_guidance:g}", "teacher", teacher, teacher_steps,
-            teacher_guidance)
+        # the teacher guides as it samples by default: each task at its own scale (guidance None)
+        add(f"teacher Euler-A {teacher_steps} steps, {guidance_label}", "teacher", teacher, teacher_steps, None)
         for evaluations in (8, 16):
             for solver in [s for s in args.solvers.split(",") if s]:
                 teacher.scheduler = build_scheduler(solver)
                 add(f"teacher {solver} {evaluations // 2} steps, CFG", "solver", teacher, evaluations // 2,
-                    teacher_guidance, solver=solver)
+                    None, solver=solver)
         teacher.scheduler = shipped_scheduler
         for steps in [int(s) for s in args.student_steps.split(",") if s]:
-            add(f"student {steps} steps", "student", student, steps, 1.0)
+            add(f"student {steps} steps", "student", student, steps, None)  # its own default (1: built in)
 
     base = rows[0]["seconds_per_video"]
     for row in rows:

@@ -188,6 +188,42 @@ def test_guidance_range_student_takes_the_scale_as_an_input(assets, tmp_path):
              num_inference_steps=3, guidance_scale=7.5, max_sequence_length=32)
 
 
+@pytest.mark.parametrize("method", ["lcm", "guidance"])
+def test_each_example_is_guided_at_its_mask_types_default(assets, tmp_path, method):
+    """A teacher whose pipeline guides transitions at 2 and everything else at its default (7.5): the
+    teacher's target for each example uses the scale of the mask type it was drawn with, and the
+    fixed-scale student samples at 1 for every task; an explicit --guidance_scale applies to all."""
+    from soraplan.masks import MaskType
+    from soraplan.pipelines import load_pipeline
+
+    teacher = load_pipeline(str(assets / "teacher"))
+    teacher.register_to_config(task_guidance_scales={"transition": 2.0})
+    teacher.save_pretrained(tmp_path / "teacher")
+    trainer = in_process(assets, tmp_path / "run", teacher=str(tmp_path / "teacher"), method=method, max_train_steps=1)
+    seen = []
+    trainer.teacher_guided = lambda *args, **kwargs: seen.append(args[5]) or torch.zeros_like(args[0])
+    items = [trainer.dataset[i] for i in range(len(trainer.dataset))]
+    batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items]}
+    kinds = set()
+    for step in range(3):
+        positions = list(range(len(items)))
+        types = trainer.encode_batch(batch, step, positions).mask_types
+        trainer.loss(batch, step, positions)
+        assert seen[-1].tolist() == [2.0 if kind is MaskType.transition else 7.5 for kind in types]
+        kinds.update(types)
+    assert MaskType.transition in kinds and len(kinds) > 1  # both kinds of example were drawn
+    trainer.train()
+    index = json.loads((tmp_path / "run" / "pipeline" / "model_index.json").read_text())
+    assert index["default_guidance_scale"] == 1.0 and not index.get("task_guidance_scales")
+    record = json.loads((tmp_path / "run" / "pipeline" / "distillation.json").read_text())
+    assert record["guidance_scale"] == 7.5 and record["task_guidance_scales"] == {"transition": 2.0}
+
+    explicit = in_process(assets, tmp_path / "explicit", teacher=str(tmp_path / "teacher"), method=method,
+                          guidance_scale=4.0)
+    encoded = explicit.encode_batch(batch, 0, list(range(len(items))))
+    assert explicit.guidance_of(encoded) == (None, None)  # teacher_guided then uses 4 for every example
+
+
 def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
     """The target network and the EMA are part of the checkpoint: a run killed with -9 and resumed ends
     with the uninterrupted run's student (here one with a guidance embedding), EMA and losses."""

@@ -24,7 +24,9 @@ HELPS = {
     "output_dir": "checkpoint-N/ folders, model/ (the student transformer), pipeline/ (the student, ready to sample)",
     "method": "lcm: a few-step student (latent consistency distillation, guidance built in); guidance: one pass "
               "instead of two at the teacher's steps",
-    "guidance_scale": "the classifier-free guidance the student learns to give in one pass (default: the teacher's); "
+    "guidance_scale": "the classifier-free guidance the student learns to give in one pass (default: the teacher's, "
+                      "for each example its mask type's when the teacher has per-task defaults; a given value "
+                      "applies to every task); "
                       "with --guidance_range, the student's default scale",
     "guidance_range": "LOW,HIGH: the student takes the guidance scale as an input (a new zero-initialised "
                       "embedding) and learns every scale in the range, one pass a step; sampled with "

@@ -9,6 +9,10 @@ Two methods:
 * ``guidance`` (guidance distillation): at a uniform timestep the student, in one pass, predicts what
   the teacher predicts with classifier-free guidance at ``--guidance_scale`` (two passes). It samples
   with the teacher's sampler and steps, at half the evaluations.
+
+Without ``--guidance_scale`` each example is guided at its teacher's default for the mask type it was
+drawn with (a pipeline's ``task_guidance_scales``, e.g. transitions at 2 beside 3 for the rest): the
+student sees the mask in its input, so one fixed-scale student learns each task's own guidance.
 * ``lcm`` (latent consistency distillation, Luo et al. 2023, with guidance folded in as in that
   paper): the teacher's guided prediction takes one DDIM step on a grid of ``--teacher_steps``
   timesteps, from ``x_t`` to ``x_s`` (``s = t - 1000 / teacher_steps``); the student's consistency
@@ -57,7 +61,7 @@ class DistillConfig(TrainConfig):
     ae_path: str | None = None
     text_encoder_name_1: str | None = None
     method: str = "lcm"
-    guidance_scale: float | None = None  # the guidance built into the student; default: the teacher's
+    guidance_scale: float | None = None  # the guidance built into the student; default: the teacher's, per task
     guidance_range: str | None = None  # "LOW,HIGH": the student takes the scale as an input (a new embedding)
     teacher_steps: int = 40  # the DDIM grid the teacher's solver walks (lcm)
     student_steps: int = 4  # the student's default sampling steps (lcm)
@@ -143,6 +147,9 @@ class DistillTrainer(I2VTrainer):
                              "no unconditional branch to guide with): distil from its teacher instead")
         defaults = self.teacher_pipe.sampling_settings()
         self.guidance_scale = config.guidance_scale if config.guidance_scale is not None else defaults[1]
+        # mask type -> the teacher's default scale where it differs from guidance_scale (an explicit
+        # --guidance_scale applies to every task, as it does when sampling)
+        self.task_guidance = {} if config.guidance_scale is not None else self.teacher_pipe.task_guidance_scales
         self.guidance_bounds = config.guidance_bounds
         if self.guidance_bounds is not None and not self.guidance_bounds[0] <= self.guidance_scale <= self.guidance_bounds[1]:
             raise ValueError(f"the teacher's guidance {self.guidance_scale:g} (the student's default) lies outside "
@@ -201,7 +208,10 @@ class DistillTrainer(I2VTrainer):
         guidance is built in); a guidance-range one at the teacher's scale, given to its embedding."""
         if self.guidance_bounds is None:
             return {"default_guidance_scale": 1.0, "distilled_guidance_scale": self.guidance_scale}
-        return {"default_guidance_scale": self.guidance_scale, "distilled_guidance_range": list(self.guidance_bounds)}
+        low, high = self.guidance_bounds
+        return {"default_guidance_scale": self.guidance_scale, "distilled_guidance_range": [low, high],
+                "task_guidance_scales": {task: scale for task, scale in self.task_guidance.items()
+                                         if low <= scale <= high} or None}
 
     # ---- the loss --------------------------------------------------------------------------------
 
@@ -243,6 +253,18 @@ class DistillTrainer(I2VTrainer):
         low, high = self.guidance_bounds
         return torch.stack([low + (high - low) * torch.rand((), generator=g, device=g.device) for g in generators])
 
+    def guidance_of(self, encoded) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(the teacher's scale per example, the student's guidance input), each (B,) or None: a
+        guidance-range student is given the scale it is taught at; a fixed-scale one learns its
+        teacher's default for each example's mask type (None: guidance_scale for all)."""
+        drawn = self.draw_guidance(encoded.generators)
+        if drawn is not None:
+            return drawn, drawn
+        if not self.task_guidance:
+            return None, None
+        scales = [self.task_guidance.get(kind.value, self.guidance_scale) for kind in encoded.mask_types]
+        return torch.tensor(scales, device=encoded.latents.device), None
+
     def _alpha(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(alpha_bar), sqrt(1 - alpha_bar)) at integer timesteps, shaped (B, 1, 1, 1, 1)."""
         a = self.alphas_cumprod[timesteps].float().view(-1, 1, 1, 1, 1)
@@ -270,20 +292,20 @@ class DistillTrainer(I2VTrainer):
         device = latents.device
         if config.method == "guidance":
             t = torch.stack([torch.randint(0, 1000, (), generator=g, device=device) for g in encoded.generators])
-            w = self.draw_guidance(encoded.generators)
+            scale, w = self.guidance_of(encoded)
             noisy = self.noise_scheduler.add_noise(latents, noise, t)
-            target = self.teacher_guided(noisy, condition, t, text, text_mask, w)
+            target = self.teacher_guided(noisy, condition, t, text, text_mask, scale)
             return F.mse_loss(self.student(self.model, noisy, condition, t, text, text_mask, w), target)
 
         gap = 1000 // config.teacher_steps
         index = torch.stack([torch.randint(0, config.teacher_steps, (), generator=g, device=device)
                              for g in encoded.generators])
-        w = self.draw_guidance(encoded.generators)
+        scale, w = self.guidance_of(encoded)
         t = (index + 1) * gap - 1  # the grid LCMScheduler samples on: gap-1, 2·gap-1, ..., 999
         s = (t - gap).clamp_min(0)  # one DDIM step down; 0 at the bottom, where c_skip = 1, c_out = 0
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         with torch.no_grad():
-            guided = self.teacher_guided(noisy, condition, t, text, text_mask, w)
+            guided = self.teacher_guided(noisy, condition, t, text, text_mask, scale)
             x0, eps = self.x0_of(guided, noisy, t), self.eps_of(guided, noisy, t)
             a_s, sigma_s = self._alpha(s)
             previous = a_s * x0 + sigma_s * eps  # DDIM (deterministic) from t to s
@@ -337,6 +359,7 @@ class DistillTrainer(I2VTrainer):
             student.save_pretrained(folder)
             (folder / "distillation.json").write_text(json.dumps({
                 "teacher": config.teacher, "method": config.method, "guidance_scale": self.guidance_scale,
+                "task_guidance_scales": self.task_guidance or None,
                 "guidance_range": None if self.guidance_bounds is None else list(self.guidance_bounds),
                 "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step}, indent=1))
 

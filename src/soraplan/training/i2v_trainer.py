@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -184,6 +184,7 @@ class EncodedBatch:
     generators: list  # one torch.Generator per sample
     text: torch.Tensor  # (B, L, C)
     text_mask: torch.Tensor  # (B, L)
+    mask_types: list = field(default_factory=list)  # the MaskType drawn for each sample
 
 
 def step_generators(seed: int, step: int, positions: list[int], device) -> list[torch.Generator]:
@@ -393,9 +394,10 @@ class I2VTrainer:
         rngs = [random.Random(hash((self.config.seed, step, p, 1))) for p in positions]  # ints only: str hashes vary by process
         frames = video.shape[2]
         ratios = self.mask_ratios_video if frames > 1 else self.mask_ratios_image
-        masks = []
+        masks, mask_types = [], []
         for rng in rngs:
-            masks.append(temporal_mask(sample_mask_type(ratios, rng), frames, self.min_clear, self.max_clear, rng))
+            mask_types.append(sample_mask_type(ratios, rng))
+            masks.append(temporal_mask(mask_types[-1], frames, self.min_clear, self.max_clear, rng))
         mask = torch.stack(masks).to(device)  # (B, T) 1 = generate
         masked = mask_video(video, mask)
         if self.config.add_noise_to_condition:
@@ -416,7 +418,8 @@ class I2VTrainer:
         latent_mask = compress_mask(mask.to(latents.dtype), video.shape[-2], video.shape[-1])
         noise = per_sample_randn(latents.shape[1:], generators, device, latents.dtype)
         text, text_mask = self.text_states(batch["caption"])
-        return EncodedBatch(latents, torch.cat([masked_latents, latent_mask], dim=1), noise, generators, text, text_mask)
+        return EncodedBatch(latents, torch.cat([masked_latents, latent_mask], dim=1), noise, generators, text, text_mask,
+                            mask_types)
 
     def text_states(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) states and (B, L) masks; with --text_cache_dir, each caption is encoded once ever."""
