@@ -224,6 +224,19 @@ def test_each_example_is_guided_at_its_mask_types_default(assets, tmp_path, meth
     assert explicit.guidance_of(encoded) == (None, None)  # teacher_guided then uses 4 for every example
 
 
+def test_guidance_range_student_keeps_the_teachers_task_defaults_inside_its_range(assets, tmp_path):
+    from soraplan.pipelines import load_pipeline
+
+    teacher = load_pipeline(str(assets / "teacher"))
+    teacher.register_to_config(task_guidance_scales={"transition": 2.0})
+    teacher.save_pretrained(tmp_path / "teacher")
+    settings = {bounds: in_process(assets, tmp_path / bounds, teacher=str(tmp_path / "teacher"), method="guidance",
+                                   guidance_range=bounds).student_guidance() for bounds in ("1,8", "3,8")}
+    assert settings["1,8"]["task_guidance_scales"] == {"transition": 2.0}
+    assert settings["3,8"]["task_guidance_scales"] is None  # 2 lies outside what that student learned
+    assert settings["3,8"]["default_guidance_scale"] == 7.5
+
+
 def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
     """The target network and the EMA are part of the checkpoint: a run killed with -9 and resumed ends
     with the uninterrupted run's student (here one with a guidance embedding), EMA and losses."""
