@@ -98,7 +98,7 @@ stage_assemble() {
   [ "$I2V_MORE_STEPS" -gt 0 ] && transformer="$OUT/i2v_more_run/model_ema"
   $PYTHON -m soraplan.demo.recipe assemble "$OUT/pipeline" --transformer "$transformer" \
     --vae "$OUT/vae_run/vae" --text_encoder "$OUT/text_encoder" --guidance_scale "$GUIDANCE" \
-    --task_guidance "transition=$TRANSITION_GUIDANCE"
+    --task_guidance "transition=$TRANSITION_GUIDANCE" --num_frames 17
 }
 
 # 8. the evaluation the README quotes (held-out world and drawn clips; `soraplan eval --check` would

@@ -184,6 +184,14 @@ def test_cfg_parallel_needs_pairs(assets, tmp_path):
         (["--conditional_pixel_values_path", "IMAGE", "--max_hxw", "500"], "smaller than 32x32"),
         (["--conditional_pixel_values_path", "CORRUPT_VIDEO"], "cannot decode"),
         (["--conditional_pixel_values_path", "CORRUPT_IMAGE"], "cannot read image"),
+        # long videos (segments of 9 frames here)
+        (["--num_frames", "26", "--segment_frames", "9"], "num_frames 26 is not 4k+1"),
+        (["--num_frames", "25", "--segment_frames", "9", "--overlap", "3"], "less than the segment's 3 latent frames"),
+        (["--num_frames", "25", "--segment_frames", "9", "--conditional_pixel_values_path", "IMAGE",
+          "--conditional_pixel_values_indices", "30"], "keyframe index 30 lies outside the 25-frame video"),
+        (["--segment_frames", "10"], "--segment_frames 10 is not 4k+1"),
+        (["--extend", "0"], "--extend must be at least 1"),
+        (["--storyboard", "STORYBOARD"], "give --storyboard (prompts with frame counts) or --text_prompt, not both"),
     ],
 )
 def test_user_mistakes(assets, tmp_path, args, message):
@@ -193,7 +201,9 @@ def test_user_mistakes(assets, tmp_path, args, message):
     mismatch.write_text(f"{assets / 'a.png'}\n{assets / 'b.png'}\n")
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00" * 64)
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "story.json").write_text('[{"prompt": "a", "num_frames": 9}]')
     stand_ins = {"CORRUPT_VIDEO": tmp_path / "corrupt.mp4", "CORRUPT_IMAGE": tmp_path / "corrupt.png",
+                 "STORYBOARD": tmp_path / "story.json",
                  "PROMPT_MISMATCH": mismatch, "SHORT_VIDEO": assets / "short" / "clip000.mp4", "IMAGE": assets / "a.png"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = str(stand_ins.get(value, value))
@@ -205,6 +215,52 @@ def test_user_mistakes(assets, tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
     assert not out.exists() or not list(out.iterdir())  # nothing half-written
+
+
+def test_long_video_with_a_prompt_per_segment_streams_one_mp4_and_replays(assets, tmp_path):
+    """--extend 1 on segments of 9 frames: 9 + 4 = 13 frames in two segments, one prompt each; the sidecar
+    records the segments and the frames' hash, and --from_json regenerates the same frames."""
+    import json
+
+    args = ["--model_path", assets / "pipe", "--conditional_pixel_values_path", assets / "a.png", "--segment_frames",
+            9, "--extend", 1, "--num_sampling_steps", 2, "--max_sequence_length", 24, "--prompt_template", "{}"]
+    result = sample(*args, "--text_prompt", "a red circle | a blue circle", "--save_img_path", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "segment 2 of 2" in result.stdout
+    (video,) = (tmp_path / "out").glob("*.mp4")
+    assert video.name == "EulerAncestralDiscrete_0_f13_s2.mp4"
+    assert read_video(video)[0].shape == (13, 64, 96, 3)
+    record = json.loads(video.with_suffix(".json").read_text())
+    segments = record["long_video"]["segments"]
+    assert [(s["start"], s["num_frames"], s["prompt"]) for s in segments] == [(0, 9, "a red circle"),
+                                                                              (4, 9, "a blue circle")]
+    assert [s["mask_type"] for s in segments] == ["i2v", "continuation"] and record["frames_sha256"]
+    replay = sample("--from_json", video.with_suffix(".json"), "--save_img_path", tmp_path / "replay")
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert "frames identical to the recorded video" in replay.stdout
+
+    story = tmp_path / "story.json"
+    story.write_text(json.dumps([{"prompt": "a red circle", "num_frames": 9}, {"prompt": "a blue circle",
+                                                                                "num_frames": 4}]))
+    told = sample(*[a for a in args if a not in ("--extend", 1)], "--storyboard", story,
+                  "--save_img_path", tmp_path / "story")
+    assert told.returncode == 0, told.stderr[-3000:]
+    (story_video,) = (tmp_path / "story").glob("*.mp4")  # the same video: the storyboard says the same
+    assert json.loads(story_video.with_suffix(".json").read_text())["frames_sha256"] == record["frames_sha256"]
+
+
+@pytest.mark.slow
+def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
+    args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
+            assets / "a.png", "--crf", "0", *FAST, "--num_frames", 25, "--segment_frames", 13, "--anchor"]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    single = sample(*args, "--save_img_path", tmp_path / "one", env=one_thread)
+    assert single.returncode == 0, single.stderr[-3000:]
+    parallel = sample(*args, "--sp", "--save_img_path", tmp_path / "sp", env=one_thread,
+                      launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    name = "EulerAncestralDiscrete_0_f25_s3.mp4"
+    assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "sp" / name)[0])
 
 
 def test_text_to_video_model(assets, tmp_path):

@@ -21,6 +21,8 @@ import torch
 
 from ..hub import RELEASE_CAPTION_REFINER
 from .errors import UserError
+from .sample_long import (add_long_video_options, check_long_arguments, is_long, read_storyboard, resolve_num_frames,
+                          sample_long_video)
 from .sample_record import Job, check_models, prepare_replay, sample_record
 from .options import (DTYPES, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
                       check_cache_threshold, check_sampling_defaults, resolve_model_flag)
@@ -99,6 +101,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cfg_parallel", action="store_true", help=(
         "the unconditional and conditional halves of guidance on two processes (pairs of ranks; with --sp, "
         "even and odd ranks)"))
+    add_long_video_options(p)
     add_cache_threshold(p)
     add_lora_option(p)
     p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
@@ -228,8 +231,9 @@ def check_arguments(args) -> None:
     if args.model_path is None:
         raise UserError("give --model_path (a pipeline folder, a transformer folder or a Hub id), or --from_json "
                         "to regenerate a recorded video")
-    if not args.text_prompt:
-        raise UserError("give --text_prompt (prompts, or a .txt file with one prompt per line)")
+    check_long_arguments(args)
+    if not args.text_prompt and not args.storyboard:
+        raise UserError("give --text_prompt (prompts, or a .txt file with one prompt per line), or --storyboard")
     if "{}" not in args.prompt_template:
         raise UserError("--prompt_template must contain '{}' where the prompt goes")
     if not 0 <= args.crf <= 51:
@@ -244,8 +248,9 @@ def check_arguments(args) -> None:
 
 
 def plan_jobs(args) -> list[Job]:
-    """One job per prompt, with its own conditioning files and indices."""
-    prompts = read_prompts(args.text_prompt)
+    """One job per prompt, with its own conditioning files and indices (a storyboard is one prompt)."""
+    storyboard = read_storyboard(args.storyboard) if args.storyboard else None
+    prompts = [" | ".join(text for text, _ in storyboard)] if storyboard else read_prompts(args.text_prompt)
     if not prompts:
         raise UserError("no prompts given")
     conditions = read_per_prompt_lists(args.conditional_pixel_values_path, len(prompts), "conditioning")
@@ -255,8 +260,8 @@ def plan_jobs(args) -> list[Job]:
             indices = [[int(i) for i in line] for line in indices]
         except ValueError:
             raise UserError("--conditional_pixel_values_indices must be comma-separated integers") from None
-    return [Job(index, prompt, conditions[index] if conditions else None, indices[index] if indices else None)
-            for index, prompt in enumerate(prompts)]
+    return [Job(index, prompt, conditions[index] if conditions else None, indices[index] if indices else None,
+                storyboard=storyboard) for index, prompt in enumerate(prompts)]
 
 
 def refine_prompts(jobs: list[Job], source, dtype: torch.dtype, device: torch.device, rank: int,
@@ -392,7 +397,14 @@ def run(args) -> int:
 
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clip_frames = args.segment_frames or pipe.clip_frames
     for job in mine:
+        resolve_num_frames(args, clip_frames, job)
+        if is_long(args, job, clip_frames):
+            run_long_job(pipe, args, job, steps=steps, writer_rank=layout.writer, rank=rank, world=world, dtype=dtype,
+                         device=device, models=models, refiner=refiner_record, out_dir=out_dir,
+                         clip_frames=clip_frames, replay=replay)
+            continue
         try:
             result = pipe(
                 args.prompt_template.format(job.text),
@@ -426,6 +438,33 @@ def run(args) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def run_long_job(pipe, args, job, *, steps, writer_rank, rank, world, dtype, device, models, refiner, out_dir,
+                 clip_frames, replay) -> None:
+    """A video longer than the model's clip (or a loop, or a prompt per segment): one mp4 per sample,
+    streamed segment by segment (soraplan.cli.sample_long). The samples of a prompt follow one another
+    on one generator seeded with --seed."""
+    stem = f"{args.sample_method}_{job.index}_f{args.num_frames}_s{steps}"
+    record = sample_record(args, job, mask_type=None, steps=steps, guidance=args.guidance_scale, dtype=dtype,
+                           device=device, world=world, models=models, refiner=refiner, frames=args.num_frames,
+                           height=args.height, width=args.width)
+    record["long_video"] = {"segment_frames": clip_frames, "overlap": args.overlap, "anchor": args.anchor,
+                            "loop": args.loop}
+    generator = torch.Generator().manual_seed(args.seed)
+    count = args.num_samples_per_prompt
+    for k in range(count):
+        path, digest = sample_long_video(
+            pipe, args, job, steps=steps, stem=stem if count == 1 else f"{stem}_i{k}", out_dir=out_dir,
+            writer_rank=writer_rank, record=record, rank=rank, sample_index=None if count == 1 else k,
+            generator=generator, announce=(lambda line: print(line, flush=True)) if writer_rank else (lambda line: None))
+        if path is None:
+            continue
+        print(f"[rank {rank}] prompt {job.index} ({args.num_frames} frames): {path}")
+        if replay and replay.record.get("sample_index") in (None, k) and replay.record.get("frames_sha256"):
+            same = digest == replay.record["frames_sha256"]
+            print(f"replay of {replay.record.get('output')}: frames "
+                  + ("identical to the recorded video" if same else "differ from the recorded video"))
 
 
 def report_replay(replay, videos: np.ndarray) -> None:

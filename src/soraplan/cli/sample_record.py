@@ -29,7 +29,7 @@ RUNTIME_OPTIONS = ("save_img_path", "device", "sp", "cfg_parallel", "local_rank"
 # Options that name a replay's inputs: the record fixes them.
 INPUT_OPTIONS = ("model_path", "subfolder", "revision", "ae_path", "text_encoder_name_1", "caption_refiner",
                  "refine_caption", "enhance_video", "text_prompt", "conditional_pixel_values_path",
-                 "conditional_pixel_values_indices", "lora")
+                 "conditional_pixel_values_indices", "lora", "storyboard")
 NOT_RECORDED = ("run", "argv", "command", "from_json")
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
@@ -44,6 +44,7 @@ class Job:
     indices: list[int] | None = None
     refined: str | None = None  # the caption refiner's rewrite, when asked for
     condition_records: list[dict] | None = None  # paths and hashes (filled before sampling)
+    storyboard: list[tuple[str, int]] | None = None  # a long video's (prompt, frames) parts (--storyboard)
 
     @property
     def text(self) -> str:
@@ -79,6 +80,7 @@ def sample_record(args, job: Job, *, mask_type: str, steps: int, guidance: float
         "command": command_line(args),
         "prompt_index": job.index,
         "prompt": job.prompt,
+        "storyboard": [list(part) for part in job.storyboard] if job.storyboard else None,
         "refined_prompt": job.refined,
         "caption_refiner": refiner,
         "prompt_template": args.prompt_template,
@@ -154,7 +156,8 @@ def prepare_replay(args, defaults: dict) -> Replay:
         args.text_encoder_name_1 = pinned_spec(models.get("text_encoder_name_1"))
         args.lora = [f"{adapter['path']}:{adapter['scale']!r}" for adapter in check_adapters(models.get("lora"))] or None
         job = Job(index=int(record["prompt_index"]), prompt=record["prompt"], refined=record.get("refined_prompt"),
-                  indices=record.get("condition_indices"), condition_records=record.get("conditions") or None)
+                  indices=record.get("condition_indices"), condition_records=record.get("conditions") or None,
+                  storyboard=[(str(text), int(frames)) for text, frames in record.get("storyboard") or []] or None)
         job.conditions = check_conditions(job.condition_records) if job.condition_records else None
     except ProvenanceError as error:
         raise UserError(str(error)) from None

@@ -66,9 +66,10 @@ def _rebuilt(cls, folder: str | Path):
 
 def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path, text_encoder: str | Path,
                       sample_method: str = "EulerAncestralDiscrete", guidance_scale: float = 7.5,
-                      num_inference_steps: int = 100, task_guidance_scales: dict[str, float] | None = None) -> Path:
+                      num_inference_steps: int = 100, task_guidance_scales: dict[str, float] | None = None,
+                      num_frames: int = 93) -> Path:
     """One ``save_pretrained`` pipeline folder from the separately trained parts, with the sampling
-    defaults its model was measured with (saved in model_index.json)."""
+    defaults its model was measured with and its clip length (saved in model_index.json)."""
     from ..models.checkpoints import read_config, transformer_class
     from ..models.text import load_text_encoder
     from ..models.vae import WFVAE
@@ -80,7 +81,7 @@ def assemble_pipeline(out: str | Path, transformer: str | Path, vae: str | Path,
     encoder, tokenizer = load_text_encoder(str(text_encoder))
     pipe = OpenSoraInpaintPipeline(model, _rebuilt(WFVAE, vae), encoder, tokenizer, build_scheduler(sample_method),
                                    default_guidance_scale=guidance_scale, default_num_inference_steps=num_inference_steps,
-                                   task_guidance_scales=task_guidance_scales)
+                                   task_guidance_scales=task_guidance_scales, default_num_frames=num_frames)
     with atomic_directory(out) as staging:
         pipe.save_pretrained(staging)
     return Path(out)
@@ -154,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--num_sampling_steps", type=int, default=100, help="the pipeline's default step count")
     p.add_argument("--task_guidance", action="append", default=[], metavar="TASK=G",
                    help="a mask type's own default guidance scale (e.g. transition=2); repeatable")
+    p.add_argument("--num_frames", type=int, default=93,
+                   help="the clip length the model was trained on (longer videos are chained segments of it)")
     p = steps.add_parser("examples", help="write the demo's conditioning images, video and prompts")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=3)
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
                 parser.error(f"--task_guidance takes TASK=SCALE, got {item!r}")
         folder = assemble_pipeline(args.out, args.transformer, args.vae, args.text_encoder,
                                    guidance_scale=args.guidance_scale, num_inference_steps=args.num_sampling_steps,
-                                   task_guidance_scales=task_guidance)
+                                   task_guidance_scales=task_guidance, num_frames=args.num_frames)
         print(f"wrote {folder}")
     return 0
 

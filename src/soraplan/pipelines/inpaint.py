@@ -65,7 +65,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, default_guidance_scale: float = 7.5,
                  default_num_inference_steps: int = 100, distilled_guidance_scale: float | None = None,
                  distilled_guidance_range: list[float] | tuple[float, float] | None = None,
-                 task_guidance_scales: dict[str, float] | None = None):
+                 task_guidance_scales: dict[str, float] | None = None, default_num_frames: int = 93):
         """``default_guidance_scale`` / ``default_num_inference_steps``: what a call without
         ``guidance_scale`` / ``num_inference_steps`` uses. They are saved in model_index.json, so a
         pipeline folder carries the sampling settings its model was made for (the release's 7.5 and
@@ -78,7 +78,9 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         ``task_guidance_scales``: defaults for some mask types that differ from ``default_guidance_scale``
         (``{"transition": 2}``): a transition is pinned by two given frames, so text guidance there
         mostly pulls the generated frames away from them, and a model may keep its given frames best
-        with less of it (measured for the demo model)."""
+        with less of it (measured for the demo model).
+        ``default_num_frames``: the clip length the model was trained on (the release's 93); longer
+        videos are made as a chain of segments of this length (soraplan.pipelines.long_video)."""
         super().__init__()
         task_guidance_scales = {MaskType.parse(task).value: float(scale)
                                 for task, scale in (task_guidance_scales or {}).items()}
@@ -92,7 +94,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
                                 else float(distilled_guidance_scale),
                                 distilled_guidance_range=None if distilled_guidance_range is None
                                 else [float(v) for v in distilled_guidance_range],
-                                task_guidance_scales=task_guidance_scales or None)
+                                task_guidance_scales=task_guidance_scales or None,
+                                default_num_frames=int(default_num_frames))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -112,6 +115,11 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         """The guidance scales a guidance-embedding student takes (None for every other model)."""
         bounds = getattr(self.config, "distilled_guidance_range", None)
         return None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    @property
+    def clip_frames(self) -> int:
+        """The clip length the model makes in one pass (``default_num_frames``); longer videos are chained."""
+        return int(getattr(self.config, "default_num_frames", None) or 93)
 
     @property
     def guidance_in_one_pass(self) -> bool:

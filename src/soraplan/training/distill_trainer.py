@@ -195,7 +195,8 @@ class DistillTrainer(I2VTrainer):
 
         steps = self.student_steps
         pipe = OpenSoraInpaintPipeline(model, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
-                                       **self.student_guidance(), default_num_inference_steps=steps)
+                                       **self.student_guidance(), default_num_inference_steps=steps,
+                                       default_num_frames=self.teacher_pipe.clip_frames)
         return pipe, steps
 
     @property
@@ -354,7 +355,7 @@ class DistillTrainer(I2VTrainer):
         student = OpenSoraInpaintPipeline(transformer, _cast(pipe.vae, torch.float32),
                                           _cast(pipe.text_encoder, torch.float32), pipe.tokenizer,
                                           student_scheduler(pipe.scheduler, config), **self.student_guidance(),
-                                          default_num_inference_steps=steps)
+                                          default_num_inference_steps=steps, default_num_frames=pipe.clip_frames)
         with atomic_directory(self.output_dir / "pipeline") as folder:
             student.save_pretrained(folder)
             (folder / "distillation.json").write_text(json.dumps({
