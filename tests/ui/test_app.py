@@ -66,6 +66,25 @@ def test_image_to_video_and_transition_through_the_api(server, tmp_path):
     assert psnr(frames[-1], np.array(Image.open(last).convert("RGB"))) >= 20
 
 
+@pytest.mark.slow
+def test_a_long_looping_video_through_the_api_reports_its_segments_and_replays(server, tmp_path):
+    """33 frames from the 17-frame demo model, looped: three segments (the page's progress says
+    "segment i of n"), the record lists them, and `soraplan sample --from_json` makes the same frames."""
+    url, _ = server
+    video, download, report = call(url, prompt="a red triangle moves to the left on a black background",
+                                   first=DEMO_EXAMPLES / "i2v_first.png", num_frames=33, steps=20, loop=True)
+    frames, _ = read_video(video_path(video))
+    assert frames.shape == (33, 64, 64, 3)
+    assert report.startswith("3 segments of up to 17 frames, a loop: 33 frames of 64x64")
+    sidecar = next(name for name in download if name.endswith(".json"))
+    record = json.loads(Path(sidecar).read_text())
+    assert [s["start"] for s in record["long_video"]["segments"]] == [0, 12, 24] and record["long_video"]["loop"]
+    replay = subprocess.run([sys.executable, "-m", "soraplan", "sample", "--from_json", sidecar, "--save_img_path",
+                             str(tmp_path), "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert "frames identical to the recorded video" in replay.stdout
+
+
 def test_bad_requests_get_a_message_and_the_server_keeps_serving(server, tmp_path):
     from gradio_client.exceptions import AppError
 

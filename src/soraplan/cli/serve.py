@@ -106,6 +106,7 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
             setattr(args, key, arguments[key])
         args.sample_method, args.seed, args.fps, args.crf = request.scheduler, seed, fps, 18
         args.cache_threshold = request.cache_threshold if request.step_cache else 0.0
+        args.loop = request.loop
         conditions = arguments["conditions"]
         job = Job(0, arguments["prompt"], conditions, arguments["condition_indices"],
                   condition_records=[condition_record(path) for path in conditions] if conditions else None)
@@ -115,8 +116,14 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
             used["lora"] = [{"path": str(Path(file).resolve()), "sha256": hashes.setdefault(file, file_sha256(file)),
                              "scale": scale} for _, file, scale in loras]
             args.lora = [f"{entry['path']}:{entry['scale']!r}" for entry in used["lora"]]
-        return sample_record(args, job, mask_type=result.mask_type.value, steps=arguments["num_inference_steps"],
-                             guidance=arguments["guidance_scale"], dtype=dtype, device=device, world=1,
-                             models=used, refiner=None, frames=frames, height=height, width=width)
+        segments = getattr(result, "segments", None)  # a long video (soraplan.pipelines.long_video)
+        record = sample_record(args, job, mask_type=None if segments else result.mask_type.value,
+                               steps=arguments["num_inference_steps"], guidance=arguments["guidance_scale"],
+                               dtype=dtype, device=device, world=1, models=used, refiner=None, frames=frames,
+                               height=height, width=width)
+        if segments:
+            record["long_video"] = {"segment_frames": segments[0]["num_frames"], "overlap": args.overlap,
+                                    "anchor": args.anchor, "loop": args.loop, "segments": segments}
+        return record
 
     return record

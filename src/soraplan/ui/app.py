@@ -47,7 +47,7 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                  num_frames: float, resolution_mode: str, height: float, width: float, max_area: float,
                  steps: float, guidance_scale: float, scheduler: str, seed: float, random_seed: bool,
                  step_cache: bool, cache_threshold: float, loras: list[str] | None = None, lora_strength: float = 1.0,
-                 progress=gr.Progress(track_tqdm=True)):
+                 loop: bool = False, progress=gr.Progress(track_tqdm=True)):
         """Generate one video; returns (video, downloadable file, report)."""
         request = Request(
             prompt=prompt or "", negative_prompt=negative_prompt or "", first_frame=first_frame,
@@ -57,9 +57,13 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
             max_area=_whole(max_area, "max area"), steps=_whole(steps, "steps"), guidance_scale=float(guidance_scale),
             scheduler=scheduler, seed=_whole(seed, "seed"), random_seed=bool(random_seed),
             step_cache=bool(step_cache), cache_threshold=float(cache_threshold or 0),
-            loras=None if loras is None else list(loras), lora_strength=float(lora_strength))
+            loras=None if loras is None else list(loras), lora_strength=float(lora_strength), loop=bool(loop))
+
+        def on_segment(index: int, count: int) -> None:
+            progress((index, count), desc=f"segment {index + 1} of {count}")
+
         try:
-            path, report = generator.generate(request)
+            path, report = generator.generate(request, on_segment=on_segment)
         except RequestError as error:
             raise gr.Error(str(error), print_exception=False) from None
         sidecar = path.with_suffix(".json")
@@ -86,7 +90,11 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                 with gr.Accordion("Settings", open=False):
                     negative_prompt = gr.Textbox(label="Negative prompt", value=d["negative_prompt"])
                     mask_type = gr.Dropdown(MASK_TYPES, value=d["mask_type"], label="Mask type (auto: from the inputs)")
-                    num_frames = gr.Slider(1, 93, value=d["num_frames"], step=4, label="Frames (4k+1)")
+                    clip = generator.pipe.clip_frames
+                    with gr.Row():
+                        num_frames = gr.Slider(1, 8 * (clip - 1) + 1, value=d["num_frames"], step=4, label=(
+                            f"Frames (4k+1; beyond the model's {clip}, a chain of segments that continue each other)"))
+                        loop = gr.Checkbox(value=d["loop"], label="Loop (ends on its first frame)")
                     resolution_mode = gr.Radio(list(RESOLUTION_MODES), value=d["resolution_mode"], label="Resolution")
                     with gr.Row():
                         height = gr.Slider(32, 720, value=d["height"], step=16, label="Height")
@@ -109,7 +117,7 @@ def build_app(generator: VideoGenerator, examples: list[dict] | None = None, *, 
                 report = gr.Markdown(elem_id="report")
         inputs = [prompt, negative_prompt, first_frame, last_frame, keyframes, keyframe_positions, video, mask_type,
                   num_frames, resolution_mode, height, width, max_area, steps, guidance_scale, scheduler, seed,
-                  random_seed, step_cache, cache_threshold, loras, lora_strength]
+                  random_seed, step_cache, cache_threshold, loras, lora_strength, loop]
         run.click(generate, inputs=inputs, outputs=[result, download, report], api_name="generate",
                   concurrency_limit=1, concurrency_id="model")
         prompt.submit(generate, inputs=inputs, outputs=[result, download, report], api_visibility="private",

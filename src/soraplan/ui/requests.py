@@ -52,6 +52,7 @@ class Request:
     cache_threshold: float = 0.4
     loras: list[str] | None = None  # adapter names (soraplan serve --lora); None: every one served
     lora_strength: float = 1.0  # times each adapter's own scale
+    loop: bool = False  # the last frame is the first (a video that plays on repeat)
 
 
 def _check_image(path: str, what: str) -> str:
@@ -170,9 +171,14 @@ class VideoGenerator:
                 raise RequestError(str(error)) from None
         return self._schedulers[name]
 
-    def generate(self, request: Request) -> tuple[Path, str]:
+    def is_long(self, request: Request) -> bool:
+        """Longer than the model's clip, or a loop: a chain of segments (soraplan.pipelines.long_video)."""
+        return request.loop or request.num_frames > self.pipe.clip_frames
+
+    def generate(self, request: Request, on_segment=None) -> tuple[Path, str]:
         """(mp4 path, one-line report); RequestError for anything the user can fix. The record, when
-        there is a recorder, is ``path.with_suffix(".json")``."""
+        there is a recorder, is ``path.with_suffix(".json")``. ``on_segment(i, n)``: called before
+        segment i of n of a long video."""
         from ..data.video_io import write_video
         from ..provenance import frames_sha256, to_json, write_sidecar
 
@@ -193,7 +199,10 @@ class VideoGenerator:
             self.pipe.enable_step_cache(request.cache_threshold if request.step_cache else None)
             started = time.time()
             try:
-                result = self.pipe(**arguments, generator=torch.Generator().manual_seed(seed))
+                if self.is_long(request):
+                    result = self._generate_long(arguments, request, seed, on_segment)
+                else:
+                    result = self.pipe(**arguments, generator=torch.Generator().manual_seed(seed))
             except (ValueError, FileNotFoundError, OSError) as error:
                 raise RequestError(str(error)) from None
             cache = self.pipe.step_cache_stats
@@ -208,13 +217,28 @@ class VideoGenerator:
             write_sidecar(path, record)
             comment = to_json(record)
         write_video(path, video, fps=self.fps, comment=comment)
-        report = (f"{result.mask_type.value}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
+        segments = getattr(result, "segments", None)
+        kind = (f"{len(segments)} segments of up to {self.pipe.clip_frames} frames" + (", a loop" if request.loop else "")
+                if segments is not None else result.mask_type.value)
+        report = (f"{kind}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
                   f"seed {seed}, {request.scheduler} {request.steps} steps, {seconds:.1f} s")
         if cache is not None:
             report += f", {cache.computed}/{cache.calls} transformer evaluations (step cache)"
         if loras:
             report += ", LoRA " + ", ".join(f"{name} x {scale:g}" for name, _, scale in loras)
         return path, report
+
+    def _generate_long(self, arguments: dict, request: Request, seed: int, on_segment):
+        """The long video of a request (every frame kept: the page shows it whole)."""
+        from ..pipelines.long_video import generate_long_video
+
+        placement = ("prompt", "conditions", "condition_indices", "mask_type", "num_frames", "height", "width",
+                     "crop_for_hw", "max_hxw")
+        return generate_long_video(
+            self.pipe, arguments["prompt"], arguments["conditions"], loop=request.loop,
+            **{key: arguments[key] for key in placement if key not in ("prompt", "conditions")},
+            on_segment=on_segment, generator=torch.Generator().manual_seed(seed),
+            **{key: value for key, value in arguments.items() if key not in placement})
 
     def _loras(self, request: Request) -> list[tuple[str, Path, float]]:
         """(name, file, scale) of the adapters a request turns on."""
