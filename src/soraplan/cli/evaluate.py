@@ -41,6 +41,10 @@ def add_parser(subparsers) -> None:
                    help="without --data: the held-out clips' directions, as `soraplan data synth --motions` "
                         "(diagonal: the concept the demo LoRA adds)")
     p.add_argument("--tasks", default="i2v,transition,continuation", help="comma-separated subset")
+    p.add_argument("--long", type=int, default=None, metavar="K", help=(
+        "long videos instead of the tasks: K times the model's clip from each clip's first frame, measured per "
+        "segment against that frame (direction, shape and colour kept, seams), without and with anchoring"))
+    p.add_argument("--anchor", choices=("both", "off", "on"), default="both", help="with --long: which modes")
     add_sampling_defaults(p)
     p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
                    "pipeline folder's own)")
@@ -117,6 +121,8 @@ def run(args) -> int:
     if args.data is not None and args.motions != "axis":
         raise UserError("--motions chooses the generated held-out clips; with --data, write them with "
                         "`soraplan data synth --motions ...` instead")
+    if args.long is not None and args.long < 2:
+        raise UserError(f"--long K makes videos K times the model's clip; K must be at least 2, got {args.long}")
     if args.data is not None and not Path(args.data).is_file():
         raise UserError(f"--data {args.data} does not exist; make a world with `soraplan data synth -o DIR`")
     diffusers.utils.logging.disable_progress_bar()
@@ -142,6 +148,8 @@ def run(args) -> int:
         else:
             worlds = {name: write_world(Path(scratch) / name, args.clips, seed=HELD_OUT_SEED, style=name,
                                         motions=args.motions) for name in sets}
+        if args.long is not None:
+            return run_long(pipe, args, worlds, steps, started)
         for name, data in worlds.items():
             try:
                 result = evaluate(pipe, data, clips=args.clips, num_inference_steps=steps,
@@ -164,5 +172,54 @@ def run(args) -> int:
     missed = missed_targets(summaries)
     if args.check and missed:
         print(f"missed targets: {'; '.join(missed)}")
+        return 1
+    return 0
+
+
+def format_long(summaries: dict[str, dict]) -> str:
+    """Per set and anchoring mode, a row per segment (direction, in view, kept), then the seam ratio."""
+    lines = [f"{'set / anchoring / segment':34s} {'direction':>9s} {'in view':>8s} {'kept':>6s}"]
+    for name, by_mode in summaries.items():
+        for mode, summary in by_mode.items():
+            for index, segment in enumerate(summary["segments"]):
+                cells = " ".join(f"{'' if segment[k] is None else f'{100 * segment[k]:.1f}%':>{w}s}" for k, w in (
+                    ("direction_ok", 9), ("in_view", 8), ("shape_and_colour_kept", 6)))
+                lines.append(f"{f'{name} / {mode} / {index + 1}':34s} {cells}")
+            ratio = summary["seam_ratio"]
+            lines.append(f"{f'{name} / {mode} / seams':34s} seam / inside frame step "
+                         f"{'n/a' if ratio is None else f'{ratio:.2f}'} (target <= 1.5); last segment kept within "
+                         f"10 points of the first: {summary['kept_target_met']}")
+    return "\n".join(lines)
+
+
+def run_long(pipe, args, worlds: dict, steps: int, started: float) -> int:
+    """``soraplan eval --long K``: soraplan.demo.evaluate_long on each set of clips."""
+    from ..demo.evaluate_long import evaluate_long
+
+    anchors = {"both": (False, True), "off": (False,), "on": (True,)}[args.anchor]
+    summaries, rows = {}, []
+    for name, data in worlds.items():
+        try:
+            result = evaluate_long(pipe, data, clips=args.clips, multiple=args.long, anchors=anchors,
+                                   num_inference_steps=steps, guidance_scale=args.guidance_scale, seed=args.seed,
+                                   progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="",
+                                                                      flush=True))
+        except (ValueError, KeyError) as error:
+            raise UserError(f"cannot evaluate on {data}: {error}") from None
+        print()
+        summaries[name] = result.summary()
+        rows += [{"set": name, **row} for row in result.rows]
+    print(format_long(summaries))
+    frames = args.long * (pipe.clip_frames - 1) + 1
+    print(f"{frames}-frame videos from {pipe.clip_frames}-frame segments, {args.sample_method} {steps} steps, "
+          f"{pipe.describe_guidance(args.guidance_scale)}, {time.time() - started:.0f} s")
+    if args.output:
+        partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")
+        partial.write_text(json.dumps({"summary": summaries, "rows": rows}, indent=1))
+        os.replace(partial, args.output)
+    missed = [f"{name} {mode}" for name, by_mode in summaries.items() for mode, summary in by_mode.items()
+              if summary["kept_target_met"] is False or summary["seam_target_met"] is False]
+    if args.check and missed:
+        print(f"missed long-video targets: {'; '.join(missed)}")
         return 1
     return 0

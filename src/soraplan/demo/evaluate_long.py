@@ -1,0 +1,142 @@
+"""Long videos on held-out clips of the synthetic world: ``soraplan eval --long K``.
+
+Each clip's first frame and caption make an image-to-video ``K`` times the model's clip length
+(``K·(F - 1) + 1`` frames: 65 from the demo's 17), once without and once with anchoring
+(soraplan.pipelines.long_video). Every segment is measured against the **first** frame of the whole
+video, on the frames it adds:
+
+* direction: the tracked shape moves the captioned way over the segment's frames (the ones it was
+  given and the ones it made: a short last segment adds too few frames to tell "still" from slow);
+  counted over the clips whose shape is tracked at both ends of the segment;
+* in view: the shape is found at the segment's last frame without touching the border. The world's
+  shapes keep moving at the speed the model learned from 17-frame clips, about a frame's width in 64
+  frames, so a moving shape *should* leave the picture in a long video; a shape that has left is no
+  drift, and shape and colour are judged on the shapes still in view;
+* shape and colour kept: at the segment's last frame, against the first frame's shape (the i2v rule
+  of soraplan.demo.evaluate), over the clips whose shape is in view there;
+* seams: the mean absolute frame difference across each seam (the last frame before a segment's
+  new frames and its first) divided by the mean over consecutive frames inside the segments' new
+  frames; 1 is a seam no larger than an ordinary frame step.
+
+Targets (the long-video issue): the last segment keeps shape and colour within 10 points of the first
+segment, and seams are no larger than 1.5 times the frame-to-frame change inside segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .appearance import compare, segment_shape
+from .evaluate import direction_of, load_world, track
+from .world import DIAGONAL_DIRECTIONS, scene_from_annotation
+
+KEPT_SLACK = 0.10  # the last segment's shape-and-colour rate may be this much below the first's
+SEAM_RATIO = 1.5  # a seam may be this many times an ordinary frame step
+
+
+def frame_steps(video: np.ndarray) -> np.ndarray:
+    """(T - 1,) mean absolute difference of consecutive uint8 frames, in grey levels."""
+    frames = video.astype(np.float32)
+    return np.abs(frames[1:] - frames[:-1]).mean(axis=(1, 2, 3))
+
+
+def in_view(frame: np.ndarray) -> bool:
+    """A shape is found and does not touch the border (one that is leaving is cut off)."""
+    shape = segment_shape(frame)
+    if shape is None:
+        return False
+    mask = shape.mask
+    return not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def segment_rows(video: np.ndarray, segments: list[dict], direction: str, diagonals: bool) -> tuple[list[dict], dict]:
+    """Per segment: direction, in view, kept; and the video's seam and inside frame steps."""
+    reference = segment_shape(video[0])
+    path = track(video, reference.colour)
+    steps = frame_steps(video)
+    rows, seams, inside = [], [], []
+    for segment in segments:
+        start = segment["start"] + segment["overlap"]  # its first new frame
+        end = segment["start"] + segment["num_frames"]
+        window = path[segment["start"]:end]
+        moved = direction_of(window, diagonals) if len(window) > 1 else None
+        visible = in_view(video[end - 1])
+        kept = compare(reference, video[end - 1]) if visible else None
+        rows.append({"segment": segment["segment"], "generated_direction": moved,
+                     "direction_ok": None if moved is None else moved == direction, "in_view": visible,
+                     "shape_and_colour_kept": None if kept is None else bool(kept.shape_kept and kept.colour_kept)})
+        if start > 0:
+            seams.append(float(steps[start - 1]))  # frame start-1 -> start
+        inside += [float(v) for v in steps[start:end - 1]]
+    return rows, {"seam_steps": seams, "inside_steps": inside}
+
+
+@dataclass
+class LongEvalResult:
+    rows: list[dict] = field(default_factory=list)  # one per (clip, anchor, segment)
+    videos: list[dict] = field(default_factory=list)  # one per (clip, anchor): its frame steps
+
+    def summary(self) -> dict:
+        """Per anchoring mode ("anchor_off" / "anchor_on"): per segment the direction, in-view and
+        kept rates, and the seam ratio; then whether the targets hold."""
+        out = {}
+        for anchor in sorted({r["anchor"] for r in self.rows}):
+            rows = [r for r in self.rows if r["anchor"] == anchor]
+            count = max(r["segment"] for r in rows) + 1
+            per_segment = []
+            for index in range(count):
+                mine = [r for r in rows if r["segment"] == index]
+                per_segment.append({key: _rate([r[key] for r in mine])
+                                    for key in ("direction_ok", "in_view", "shape_and_colour_kept")})
+            seams = [v for video in self.videos if video["anchor"] == anchor for v in video["seam_steps"]]
+            inside = [v for video in self.videos if video["anchor"] == anchor for v in video["inside_steps"]]
+            seam_ratio = float(np.mean(seams) / np.mean(inside)) if seams and inside and np.mean(inside) > 0 else None
+            first, last = per_segment[0]["shape_and_colour_kept"], per_segment[-1]["shape_and_colour_kept"]
+            out["anchor_on" if anchor else "anchor_off"] = {
+                "segments": per_segment, "seam_ratio": seam_ratio,
+                "mean_seam_step": float(np.mean(seams)) if seams else None,
+                "mean_inside_step": float(np.mean(inside)) if inside else None,
+                "kept_target_met": None if first is None or last is None else last >= first - KEPT_SLACK,
+                "seam_target_met": None if seam_ratio is None else seam_ratio <= SEAM_RATIO,
+                "clips": len({r["clip"] for r in rows})}
+        return out
+
+
+def _rate(values: list) -> float | None:
+    counted = [v for v in values if v is not None]
+    return sum(counted) / len(counted) if counted else None
+
+
+def evaluate_long(pipe, data_txt, clips: int = 64, multiple: int = 4, anchors: tuple[bool, ...] = (False, True),
+                  num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
+                  overlap: int | None = None, progress=None) -> LongEvalResult:
+    """Long image-to-videos of ``multiple`` clip lengths from the first frames of a world's clips."""
+    from ..data.video_io import read_video
+    from ..pipelines.long_video import DEFAULT_OVERLAP, generate_long_video
+
+    result = LongEvalResult()
+    world = load_world(data_txt)[:clips]
+    diagonals = any(item["scene"]["direction"] in DIAGONAL_DIRECTIONS for _, item in world)
+    clip_frames = pipe.clip_frames
+    num_frames = multiple * (clip_frames - 1) + 1
+    for index, (path, item) in enumerate(world):
+        scene = scene_from_annotation(item)
+        given, _ = read_video(path, max_frames=1)
+        if segment_shape(given[0]) is None:
+            raise ValueError(f"no shape stands out of the background in the first frame of {path}")
+        caption = item["cap"][0]
+        for anchor in anchors:
+            out = generate_long_video(pipe, caption, [given[0]], num_frames=num_frames, anchor=anchor,
+                                      overlap=overlap or DEFAULT_OVERLAP, height=given.shape[1], width=given.shape[2],
+                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                      generator=torch.Generator().manual_seed(seed + index))
+            rows, steps = segment_rows(out.videos[0], out.segments, scene.direction, diagonals)
+            result.rows += [{"clip": item["path"], "anchor": anchor, "direction": scene.direction, **row}
+                            for row in rows]
+            result.videos.append({"clip": item["path"], "anchor": anchor, **steps})
+        if progress is not None:
+            progress(index + 1, len(world))
+    return result

@@ -1,0 +1,78 @@
+"""`soraplan eval --long`'s measurements on ground truth (the world itself) and on broken videos."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from soraplan.demo.evaluate_long import LongEvalResult, in_view, segment_rows
+from soraplan.demo.world import random_scene, render
+from soraplan.pipelines.long_video import plan_long_video
+
+
+def segments_of(num_frames: int, clip: int = 17) -> list[dict]:
+    return [dict(asdict(s), segment=s.index) for s in plan_long_video(num_frames, clip, ["p"]).segments]
+
+
+def measured(video, direction, num_frames=33) -> dict:
+    rows, steps = segment_rows(video, segments_of(num_frames), direction, diagonals=False)
+    result = LongEvalResult([{"clip": "c", "anchor": False, **row} for row in rows], [{"anchor": False, **steps}])
+    return result.summary()["anchor_off"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_world_itself_keeps_everything_and_has_no_seams(seed):
+    scene = random_scene(random.Random(500 + seed), frames=33, size=64)
+    summary = measured(render(scene, 33, 64), scene.direction)
+    for segment in summary["segments"]:
+        assert segment == {"direction_ok": 1.0, "in_view": 1.0, "shape_and_colour_kept": 1.0}
+    assert summary["kept_target_met"] and summary["seam_target_met"]
+    if scene.direction != "still":
+        assert 0.6 < summary["seam_ratio"] < 1.4  # a seam is an ordinary frame step
+
+
+def test_a_seam_jump_and_a_recoloured_shape_miss_the_targets():
+    scene = random_scene(random.Random(3), frames=33, size=64)
+    while scene.direction == "still":
+        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    video = render(scene, 33, 64).astype(np.int16)
+    video[17:] += 12  # segment 2 (new frames from 17) comes out brighter: a visible seam
+    summary = measured(np.clip(video, 0, 255).astype(np.uint8), scene.direction)
+    assert summary["seam_ratio"] > 1.5 and not summary["seam_target_met"]
+    recoloured = render(scene, 33, 64)
+    shape = np.linalg.norm(recoloured.astype(float) - recoloured[:, :1, :1].astype(float), axis=-1) > 60
+    recoloured[20:][shape[20:]] = (255 - recoloured[20:][shape[20:]])  # the shape's colour inverted later on
+    summary = measured(recoloured, scene.direction)
+    assert summary["segments"][0]["shape_and_colour_kept"] == 1.0
+    assert summary["segments"][-1]["shape_and_colour_kept"] == 0.0 and not summary["kept_target_met"]
+
+
+def test_a_shape_that_leaves_the_picture_is_not_in_view():
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[20:30, 20:30] = (255, 0, 0)
+    assert in_view(frame)
+    frame[:] = 0
+    frame[20:30, 58:64] = (255, 0, 0)  # cut by the right border
+    assert not in_view(frame)
+    assert not in_view(np.zeros((64, 64, 3), np.uint8))
+
+
+@pytest.mark.slow
+def test_eval_long_on_the_demo_model_writes_every_segment(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "soraplan", "eval", "--long", "2", "--clips", "2", "--sets", "world",
+               "--num_sampling_steps", "8", "--output", str(tmp_path / "long.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world / anchor_on / seams" in result.stdout and "33-frame videos from 17-frame segments" in result.stdout
+    summary = json.loads((tmp_path / "long.json").read_text())["summary"]["world"]
+    assert set(summary) == {"anchor_off", "anchor_on"}
+    assert len(summary["anchor_off"]["segments"]) == 3 and summary["anchor_on"]["clips"] == 2
+    bad = subprocess.run(command[:5] + ["1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--long K makes videos K times the model's clip" in bad.stderr.strip().splitlines()[-1]
