@@ -65,9 +65,10 @@ def run_long(pipe, calls=None, **kwargs):
     original = type(pipe).__call__
 
     def spy(self, *args, **call):
+        result = original(self, *args, **call)
         if calls is not None:
-            calls.append(call)
-        return original(self, *args, **call)
+            calls.append({**call, "made": result.videos[0]})
+        return result
 
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     type(pipe).__call__ = spy
@@ -95,6 +96,23 @@ def test_each_segment_is_given_the_frames_the_video_already_has(tiny, anchor):
         if anchor:  # the video's first frame, the user's image
             np.testing.assert_array_equal(given[0], image)
         assert segment["mask_type"] == "continuation" and segment["anchored"] == anchor
+
+
+def test_crossfade_fades_each_overlap_from_the_given_frames_to_the_segments_own(tiny):
+    calls = []
+    out, _ = run_long(tiny, calls, num_frames=25, crossfade=True)
+    video = out.videos[0].astype(np.float32)
+    assert video.shape[0] == 25 and all(s["crossfade"] for s in out.segments[1:])
+    weight = np.arange(1, 6, dtype=np.float32)[:, None, None, None] / 6
+    for call, segment in zip(calls[1:], out.segments[1:]):
+        given = np.stack([image for _, image in sorted(zip(call["condition_indices"], call["conditions"]),
+                                                      key=lambda pair: pair[0])]).astype(np.float32)
+        faded = np.round((1 - weight) * given + weight * call["made"][:5].astype(np.float32))
+        if segment is out.segments[-1]:  # (earlier ones' later frames are faded again by the next overlap)
+            np.testing.assert_array_equal(video[segment["start"]:segment["start"] + 5], faded)
+            np.testing.assert_array_equal(video[segment["start"] + 5:], call["made"][5:])  # its own frames
+        else:  # frame start + 4 is the next segment's first overlap frame
+            np.testing.assert_array_equal(video[segment["start"]:segment["start"] + 4], faded[:4])
 
 
 def test_same_seed_same_long_video_and_keyframes_on_the_long_timeline(tiny):

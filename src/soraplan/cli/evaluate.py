@@ -45,6 +45,7 @@ def add_parser(subparsers) -> None:
         "long videos instead of the tasks: K times the model's clip from each clip's first frame, measured per "
         "segment against that frame (direction, shape and colour kept, seams), without and with anchoring"))
     p.add_argument("--anchor", choices=("both", "off", "on"), default="both", help="with --long: which modes")
+    p.add_argument("--crossfade", action="store_true", help="with --long: fade each overlap (soraplan sample --crossfade)")
     add_sampling_defaults(p)
     p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
                    "pipeline folder's own)")
@@ -202,7 +203,7 @@ def run_long(pipe, args, worlds: dict, steps: int, started: float) -> int:
         try:
             result = evaluate_long(pipe, data, clips=args.clips, multiple=args.long, anchors=anchors,
                                    num_inference_steps=steps, guidance_scale=args.guidance_scale, seed=args.seed,
-                                   progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="",
+                                   crossfade=args.crossfade, progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="",
                                                                       flush=True))
         except (ValueError, KeyError) as error:
             raise UserError(f"cannot evaluate on {data}: {error}") from None

@@ -450,7 +450,7 @@ def run_long_job(pipe, args, job, *, steps, writer_rank, rank, world, dtype, dev
                            device=device, world=world, models=models, refiner=refiner, frames=args.num_frames,
                            height=args.height, width=args.width)
     record["long_video"] = {"segment_frames": clip_frames, "overlap": args.overlap, "anchor": args.anchor,
-                            "loop": args.loop}
+                            "loop": args.loop, "crossfade": args.crossfade}
     generator = torch.Generator().manual_seed(args.seed)
     count = args.num_samples_per_prompt
     for k in range(count):

@@ -29,6 +29,9 @@ def add_long_video_options(parser) -> None:
     group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False, help=(
         "also give every later segment the video's first frame (or the last keyframe image before it) as its "
         "frame 0, re-stating the object's look"))
+    group.add_argument("--crossfade", action="store_true", help=(
+        "fade each overlap from the previous segment's frames to the next one's own, spreading the step at the "
+        "seam over the overlap (by default the overlap frames are exactly what the next segment was given)"))
     group.add_argument("--loop", action="store_true", help="the last frame is the first: the video plays on repeat")
     group.add_argument("--storyboard", metavar="JSON", help=(
         "a prompt and frame count per part, [{\"prompt\": \"...\", \"num_frames\": 33}, ...]: the video's length "
@@ -140,6 +143,7 @@ def _generate(pipe, args, job, steps, generator, on_frames, on_segment, generate
     return generate_long_video(
         pipe, segment_prompts(job, args.prompt_template), job.conditions, num_frames=args.num_frames,
         segment_frames=args.segment_frames, overlap=args.overlap, anchor=args.anchor, loop=args.loop,
+        crossfade=args.crossfade,
         condition_indices=job.indices, mask_type=MaskType(args.mask_type) if args.mask_type else None,
         height=args.height, width=args.width, crop_for_hw=args.crop_for_hw, max_hxw=args.max_hxw,
         on_frames=on_frames, on_segment=on_segment, negative_prompt=args.negative_prompt,

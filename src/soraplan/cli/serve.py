@@ -123,7 +123,8 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
                                height=height, width=width)
         if segments:
             record["long_video"] = {"segment_frames": segments[0]["num_frames"], "overlap": args.overlap,
-                                    "anchor": args.anchor, "loop": args.loop, "segments": segments}
+                                    "anchor": args.anchor, "loop": args.loop, "crossfade": args.crossfade,
+                                    "segments": segments}
         return record
 
     return record

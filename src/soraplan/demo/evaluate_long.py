@@ -112,7 +112,7 @@ def _rate(values: list) -> float | None:
 
 def evaluate_long(pipe, data_txt, clips: int = 64, multiple: int = 4, anchors: tuple[bool, ...] = (False, True),
                   num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                  overlap: int | None = None, progress=None) -> LongEvalResult:
+                  overlap: int | None = None, crossfade: bool = False, progress=None) -> LongEvalResult:
     """Long image-to-videos of ``multiple`` clip lengths from the first frames of a world's clips."""
     from ..data.video_io import read_video
     from ..pipelines.long_video import DEFAULT_OVERLAP, generate_long_video
@@ -130,7 +130,8 @@ def evaluate_long(pipe, data_txt, clips: int = 64, multiple: int = 4, anchors: t
         caption = item["cap"][0]
         for anchor in anchors:
             out = generate_long_video(pipe, caption, [given[0]], num_frames=num_frames, anchor=anchor,
-                                      overlap=overlap or DEFAULT_OVERLAP, height=given.shape[1], width=given.shape[2],
+                                      crossfade=crossfade, overlap=overlap or DEFAULT_OVERLAP,
+                                      height=given.shape[1], width=given.shape[2],
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                       generator=torch.Generator().manual_seed(seed + index))
             rows, steps = segment_rows(out.videos[0], out.segments, scene.direction, diagonals)

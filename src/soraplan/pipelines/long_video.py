@@ -24,6 +24,12 @@ so ``O`` latent frames of context either way), and the segment's length and stri
 anchoring. The anchor re-states the object's look in every segment; the price is a jump in time
 between the anchor and the overlap that the model has never seen. soraplan eval --long measures both.
 
+Crossfade (``crossfade``): a segment reproduces its given overlap frames only up to the model's and
+the VAE's error (about 33 dB for the demo model), so the step from the last given frame to its first
+new frame can be larger than an ordinary frame step (a seam). With crossfading, the overlap frames of
+the output fade from the previous segment's version to the new segment's own, spreading that step
+over the overlap. Off by default: the overlap frames are then exactly what the next segment was given.
+
 Memory stays flat in ``N``: one segment's latents and frames exist at a time; finished frames go to
 ``on_frames`` (e.g. an mp4 writer) and only the overlap (and the anchor) is kept.
 """
@@ -200,7 +206,7 @@ def user_keyframes(conditions: list, num_frames: int, indices: list[int] | None,
 
 def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_frames: int,
                         segment_frames: int | None = None, overlap: int = DEFAULT_OVERLAP, anchor: bool = False,
-                        loop: bool = False, condition_indices: list[int] | None = None, mask_type=None,
+                        loop: bool = False, crossfade: bool = False, condition_indices: list[int] | None = None, mask_type=None,
                         height: int = 352, width: int = 640, crop_for_hw: bool = False, max_hxw: int = 236544,
                         on_frames: Callable[[np.ndarray], None] | None = None,
                         on_segment: Callable[[int, int], None] | None = None, **call_kwargs) -> LongVideoOutput:
@@ -233,7 +239,7 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
     collected = [] if on_frames is None else None
     emit = on_frames if on_frames is not None else collected.append
     context = overlap_frames(plan.overlap)
-    tail = None  # (<= P, H, W, 3): the last frames made so far, the next segment's overlap
+    tail = None  # (<= P, H, W, 3): the last frames of the video so far, held back: the next segment's overlap
     first = _hwc(keyframes[0]) if 0 in keyframes else None  # the video's first frame (a loop's last)
     records = []
     for segment in plan.segments:
@@ -258,13 +264,20 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
         video = result.videos[0]  # (T, H, W, 3)
         if first is None:
             first = video[0].copy()
-        new = np.ascontiguousarray(video[segment.overlap:])
-        emit(new)
-        tail = new[-context:].copy() if tail is None else np.concatenate([tail, new])[-context:]
+        if crossfade and segment.overlap:  # the overlap fades from the given frames to this segment's own
+            weight = np.arange(1, segment.overlap + 1, dtype=np.float32)[:, None, None, None] / (segment.overlap + 1)
+            faded = (1 - weight) * tail[-segment.overlap:] + weight * video[:segment.overlap]
+            tail = np.concatenate([tail[:-segment.overlap], np.round(faded).astype(np.uint8)])
+        made = video[segment.overlap:] if tail is None else np.concatenate([tail, video[segment.overlap:]])
+        if len(made) > context:
+            emit(np.ascontiguousarray(made[:-context]))
+        tail = made[-context:].copy()
         records.append({"segment": segment.index, "start": segment.start, "num_frames": segment.num_frames,
-                        "overlap": segment.overlap, "anchored": anchored, "prompt": segment.prompt,
+                        "overlap": segment.overlap, "anchored": anchored, "crossfade": crossfade and segment.overlap > 0,
+                        "prompt": segment.prompt,
                         "mask_type": result.mask_type.value, "guidance_scale": result.guidance_scale,
                         "keyframes": sorted(segment.keyframes.values())})
+    emit(np.ascontiguousarray(tail))  # the last frames, held back for a next segment that never came
     videos = np.concatenate(collected)[None] if collected is not None else None
     return LongVideoOutput(videos, records, height, width)
 
