@@ -85,17 +85,24 @@ def test_two_process_ddp_matches_one_process(assets, tmp_path):
         assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "two" / name)[0])
 
 
-@pytest.mark.parametrize("num_frames,exact", [(13, True), (9, False)])
-def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exact):
-    """13 frames = 4 latent frames split 2 + 2; 9 frames = 3 latent frames, padded to 4 and masked."""
-    args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
-            assets / "a.png", "--crf", "0", *FAST, "--num_frames", num_frames]
+def alone_and_sequence_parallel(args: list, tmp_path: Path):
+    """`soraplan sample ARGS` in one process (into one/) and with --sp on two (into sp/), one thread
+    each (torchrun's default: the same float summation order); the --sp run's result."""
     one_thread = {"OMP_NUM_THREADS": "1"}
     single = sample(*args, "--save_img_path", tmp_path / "one", env=one_thread)
     assert single.returncode == 0, single.stderr[-3000:]
     parallel = sample(*args, "--sp", "--save_img_path", tmp_path / "sp", env=one_thread,
                       launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
     assert parallel.returncode == 0, parallel.stderr[-3000:]
+    return parallel
+
+
+@pytest.mark.parametrize("num_frames,exact", [(13, True), (9, False)])
+def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exact):
+    """13 frames = 4 latent frames split 2 + 2; 9 frames = 3 latent frames, padded to 4 and masked."""
+    args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
+            assets / "a.png", "--crf", "0", *FAST, "--num_frames", num_frames]
+    parallel = alone_and_sequence_parallel(args, tmp_path)
     assert "[rank 1]" not in parallel.stdout  # rank 0 writes
     name = "EulerAncestralDiscrete_0_gs7.5_s3.mp4"
     a = read_video(tmp_path / "one" / name)[0].astype(int)
@@ -253,12 +260,7 @@ def test_long_video_with_a_prompt_per_segment_streams_one_mp4_and_replays(assets
 def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
     args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
             assets / "a.png", "--crf", "0", *FAST, "--num_frames", 25, "--segment_frames", 13, "--anchor"]
-    one_thread = {"OMP_NUM_THREADS": "1"}
-    single = sample(*args, "--save_img_path", tmp_path / "one", env=one_thread)
-    assert single.returncode == 0, single.stderr[-3000:]
-    parallel = sample(*args, "--sp", "--save_img_path", tmp_path / "sp", env=one_thread,
-                      launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
-    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    alone_and_sequence_parallel(args, tmp_path)
     name = "EulerAncestralDiscrete_0_f25_s3.mp4"
     assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "sp" / name)[0])
 

@@ -142,7 +142,6 @@ def run(args) -> int:
     pipe.enable_step_cache(args.cache_threshold)
     steps, _ = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     started = time.time()
-    summaries, rows = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         if args.data is not None:
             worlds = {"data": Path(args.data)}
@@ -151,30 +150,43 @@ def run(args) -> int:
                                         motions=args.motions) for name in sets}
         if args.long is not None:
             return run_long(pipe, args, worlds, steps, started)
-        for name, data in worlds.items():
-            try:
-                result = evaluate(pipe, data, clips=args.clips, num_inference_steps=steps,
-                                  guidance_scale=args.guidance_scale, seed=args.seed, tasks=tasks,
-                                  progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="", flush=True))
-            except (ValueError, KeyError) as error:
-                raise UserError(f"cannot evaluate on {data}: {error}") from None
-            print()
-            summaries[name] = result.summary()
-            rows += [{"set": name, **row} for row in result.rows]
+        summaries, rows = measure_sets(worlds, lambda data, progress: evaluate(
+            pipe, data, clips=args.clips, num_inference_steps=steps, guidance_scale=args.guidance_scale,
+            seed=args.seed, tasks=tasks, progress=progress))
     print(format_summary(summaries))
     cache = f", step cache {args.cache_threshold}" if args.cache_threshold else ""
     counts = " + ".join(f"{s['clips']} {name}" for name, s in summaries.items())
     print(f"{counts} clips, {args.sample_method} {steps} steps, {pipe.describe_guidance(args.guidance_scale)}{cache}, "
           f"{time.time() - started:.0f} s")
-    if args.output:
-        partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")
-        partial.write_text(json.dumps({"summary": summaries, "rows": rows}, indent=1))
-        os.replace(partial, args.output)
+    write_output(args.output, summaries, rows)
     missed = missed_targets(summaries)
     if args.check and missed:
         print(f"missed targets: {'; '.join(missed)}")
         return 1
     return 0
+
+
+def measure_sets(worlds: dict, measure) -> tuple[dict, list]:
+    """({set: summary}, rows) of ``measure(data_txt, progress)`` (an EvalResult or LongEvalResult) on
+    every set of clips, with a progress line per set."""
+    summaries, rows = {}, []
+    for name, data in worlds.items():
+        try:
+            result = measure(data, lambda done, total: print(f"\r{name}: clip {done}/{total}", end="", flush=True))
+        except (ValueError, KeyError) as error:
+            raise UserError(f"cannot evaluate on {data}: {error}") from None
+        print()
+        summaries[name] = result.summary()
+        rows += [{"set": name, **row} for row in result.rows]
+    return summaries, rows
+
+
+def write_output(path: str | None, summaries: dict, rows: list) -> None:
+    """--output: every clip's numbers and the summary, written to a temporary name, then renamed."""
+    if path:
+        partial = Path(path).with_name(f".{Path(path).name}.partial")
+        partial.write_text(json.dumps({"summary": summaries, "rows": rows}, indent=1))
+        os.replace(partial, path)
 
 
 def format_long(summaries: dict[str, dict]) -> str:
@@ -198,26 +210,14 @@ def run_long(pipe, args, worlds: dict, steps: int, started: float) -> int:
     from ..demo.evaluate_long import evaluate_long
 
     anchors = {"both": (False, True), "off": (False,), "on": (True,)}[args.anchor]
-    summaries, rows = {}, []
-    for name, data in worlds.items():
-        try:
-            result = evaluate_long(pipe, data, clips=args.clips, multiple=args.long, anchors=anchors,
-                                   num_inference_steps=steps, guidance_scale=args.guidance_scale, seed=args.seed,
-                                   crossfade=args.crossfade, progress=lambda done, total: print(f"\r{name}: clip {done}/{total}", end="",
-                                                                      flush=True))
-        except (ValueError, KeyError) as error:
-            raise UserError(f"cannot evaluate on {data}: {error}") from None
-        print()
-        summaries[name] = result.summary()
-        rows += [{"set": name, **row} for row in result.rows]
+    summaries, rows = measure_sets(worlds, lambda data, progress: evaluate_long(
+        pipe, data, clips=args.clips, multiple=args.long, anchors=anchors, num_inference_steps=steps,
+        guidance_scale=args.guidance_scale, seed=args.seed, crossfade=args.crossfade, progress=progress))
     print(format_long(summaries))
     frames = args.long * (pipe.clip_frames - 1) + 1
     print(f"{frames}-frame videos from {pipe.clip_frames}-frame segments, {args.sample_method} {steps} steps, "
           f"{pipe.describe_guidance(args.guidance_scale)}, {time.time() - started:.0f} s")
-    if args.output:
-        partial = Path(args.output).with_name(f".{Path(args.output).name}.partial")
-        partial.write_text(json.dumps({"summary": summaries, "rows": rows}, indent=1))
-        os.replace(partial, args.output)
+    write_output(args.output, summaries, rows)
     missed = [f"{name} {mode}" for name, by_mode in summaries.items() for mode, summary in by_mode.items()
               if summary["kept_target_met"] is False or summary["seam_target_met"] is False]
     if args.check and missed:
