@@ -158,3 +158,33 @@ def test_annotate_and_check_commands(tmp_path):
     assert check.returncode == 0 and "bucket 17x64x64: 2" in check.stdout
     missing = run("check", tmp_path / "nope.txt")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_annotate_sharded_over_two_processes_writes_what_one_process_writes(tmp_path):
+    """torchrun with 2 processes (gloo): each probes every other file, rank 0 merges; real mp4s, an
+    image, a corrupt video and a clip without a caption, and the same file as one process writes."""
+    import os
+
+    folder = tmp_path / "media"
+    for index, path in enumerate(make_videos(folder / "clips", 5, frames=9, size=32, seed=3)):
+        if index != 3:
+            path.with_suffix(".txt").write_text(f"clip {index}\nanother caption {index}\n")
+    write_image(folder / "still.png", 48, 32)
+    (folder / "still.txt").write_text("a still picture\n")
+    (folder / "broken.mp4").write_bytes(b"\x00" * 100)
+    (folder / "broken.txt").write_text("a corrupt file\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "soraplan", "data", "annotate", folder, "-o", tmp_path / "one.json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "soraplan",
+                          "data", "annotate", folder, "-o", tmp_path / "two.json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "probed by 2 processes" in two.stdout and "2 of 7 files skipped" in two.stdout
+    assert (tmp_path / "two.json").read_text() == (tmp_path / "one.json").read_text()
+    items = json.loads((tmp_path / "one.json").read_text())
+    assert [item["path"] for item in items] == ["clips/clip000.mp4", "clips/clip001.mp4", "clips/clip002.mp4",
+                                                "clips/clip004.mp4", "still.png"]
+    assert "skipped broken.mp4: unreadable" in two.stdout and "skipped clips/clip003.mp4: no caption" in two.stdout
+    assert not list(tmp_path.glob("*.partial"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+
 from .dataclass_args import add_dataclass_arguments, dataclass_from_args
 from .errors import UserError
 
@@ -50,19 +52,39 @@ def add_parser(subparsers) -> None:
 
 
 def run_annotate(args) -> int:
-    from ..data.probe import annotate_folder
+    """One process, or ``torchrun --nnodes M --nproc_per_node N -m soraplan data annotate ...`` (or
+    accelerate launch): each rank probes every WORLD_SIZE-th file, rank 0 merges the shares in file
+    order and writes the one annotation file, the same as one process writes."""
+    import torch.distributed as dist
 
-    try:
-        items, problems = annotate_folder(args.folder)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
-    for problem in problems:
-        print(f"skipped {problem}")
-    partial = f"{args.output}.partial"
-    with open(partial, "w") as f:
-        json.dump(items, f, indent=1)
-    os.replace(partial, args.output)
-    print(f"wrote {len(items)} items to {args.output} ({len(problems)} skipped)")
+    from ..data.probe import annotate_share, media_files, merge_shares
+
+    if not Path(args.folder).is_dir():  # every rank stops here alike, before any rendezvous
+        raise UserError(f"folder {args.folder} does not exist")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")  # objects only: CPU collectives on any machine
+    rank = dist.get_rank() if world > 1 else 0
+    share = annotate_share(args.folder, rank, world)
+    if world > 1:
+        shares = [None] * world
+        dist.all_gather_object(shares, share)
+    else:
+        shares = [share]
+    items, problems = merge_shares(shares)
+    if rank == 0:
+        for problem in problems:
+            print(f"skipped {problem}")
+        partial = f"{args.output}.partial"
+        with open(partial, "w") as f:
+            json.dump(items, f, indent=1)
+        os.replace(partial, args.output)
+        files = len(media_files(args.folder))
+        spread = f", probed by {world} processes" if world > 1 else ""
+        print(f"wrote {len(items)} items to {args.output} ({len(problems)} of {files} files skipped{spread})")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     return 0 if items else 1
 
 

@@ -30,26 +30,45 @@ def probe_image(path: Path) -> dict:
     return {"resolution": {"height": height, "width": width}}
 
 
-def annotate_folder(folder: str | Path) -> tuple[list[dict], list[str]]:
-    """Annotation items for every video/image under ``folder`` (paths relative to it); the caption of
-    ``clip.mp4`` is ``clip.txt`` beside it (one caption per non-empty line). Returns (items, problems)."""
+def media_files(folder: str | Path) -> list[Path]:
+    """Every video and image under ``folder``, in one order every process agrees on."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {folder} does not exist")
-    items, problems = [], []
-    for path in sorted(folder.rglob("*")):
-        suffix = path.suffix.lower()
-        if suffix not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS or not path.is_file():
-            continue
-        caption_file = path.with_suffix(".txt")
-        captions = [line.strip() for line in caption_file.read_text().splitlines() if line.strip()] if caption_file.is_file() else []
-        if not captions:
-            problems.append(f"{path.relative_to(folder)}: no caption file {caption_file.name}")
-            continue
-        try:
-            info = probe_video(path) if suffix in VIDEO_EXTENSIONS else probe_image(path)
-        except (av.error.FFmpegError, OSError, IndexError) as error:
-            problems.append(f"{path.relative_to(folder)}: unreadable ({error})")
-            continue
-        items.append({"path": str(path.relative_to(folder)), "cap": captions, **info})
-    return items, problems
+    return [path for path in sorted(folder.rglob("*"))
+            if path.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and path.is_file()]
+
+
+def annotate_file(folder: Path, path: Path) -> tuple[dict | None, str | None]:
+    """(annotation item, None) for one file, or (None, why it is skipped). The caption of ``clip.mp4``
+    is ``clip.txt`` beside it (one caption per non-empty line)."""
+    caption_file = path.with_suffix(".txt")
+    captions = [line.strip() for line in caption_file.read_text().splitlines() if line.strip()] \
+        if caption_file.is_file() else []
+    if not captions:
+        return None, f"{path.relative_to(folder)}: no caption file {caption_file.name}"
+    try:
+        info = probe_video(path) if path.suffix.lower() in VIDEO_EXTENSIONS else probe_image(path)
+    except (av.error.FFmpegError, OSError, IndexError) as error:
+        return None, f"{path.relative_to(folder)}: unreadable ({error})"
+    return {"path": str(path.relative_to(folder)), "cap": captions, **info}, None
+
+
+def annotate_share(folder: str | Path, rank: int = 0, world: int = 1) -> list[tuple[int, dict | None, str | None]]:
+    """This rank's share of a folder's files (every ``world``-th, from ``rank``), each as (its place in
+    the whole list, item, problem): the shares of all ranks merge back into one process's output."""
+    folder = Path(folder)
+    files = media_files(folder)
+    return [(place, *annotate_file(folder, files[place])) for place in range(rank, len(files), world)]
+
+
+def merge_shares(shares: list[list[tuple[int, dict | None, str | None]]]) -> tuple[list[dict], list[str]]:
+    """(items, problems) in file order, from every rank's share."""
+    merged = sorted((entry for share in shares for entry in share), key=lambda entry: entry[0])
+    return [item for _, item, _ in merged if item is not None], [problem for _, _, problem in merged if problem]
+
+
+def annotate_folder(folder: str | Path) -> tuple[list[dict], list[str]]:
+    """Annotation items for every video/image under ``folder`` (paths relative to it), in one process.
+    Returns (items, problems)."""
+    return merge_shares([annotate_share(folder)])
