@@ -141,31 +141,35 @@ def test_two_processes_take_the_single_process_step(assets, tmp_path):
     assert moved > 100  # the step really changed the weights
 
 
-@pytest.mark.slow  # three DeepSpeed launches: about a minute
-def test_deepspeed_zero2_takes_the_single_process_step_and_resumes(assets, tmp_path):
-    """The release's launch: accelerate + DeepSpeed ZeRO-2 from scripts/accelerate_configs/ (on DeepSpeed's
-    CPU accelerator with gloo here). 2 ranks x batch 1 == 1 rank x batch 2, also across a resume from
-    a ZeRO checkpoint (partitioned optimizer state)."""
+@pytest.mark.slow  # three DeepSpeed launches: about a minute each stage
+@pytest.mark.parametrize("launch_config", ["deepspeed_zero2_config.yaml", "deepspeed_zero3_config.yaml"])
+def test_deepspeed_takes_the_single_process_step_and_resumes(assets, tmp_path, launch_config):
+    """The release's launches: accelerate + DeepSpeed ZeRO-2 and ZeRO-3 from scripts/accelerate_configs/
+    (on DeepSpeed's CPU accelerator with gloo here). 2 ranks x batch 1 == 1 rank x batch 2, also across a
+    resume from a ZeRO checkpoint (partitioned optimizer state; under ZeRO-3 partitioned weights too), so
+    ZeRO-2 and ZeRO-3 end at the same weights."""
     pytest.importorskip("deepspeed")
     env = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
-    flags = ["--mixed_precision", "no", "--max_grad_norm", 1.0, "--checkpointing_steps", 1]
+    flags = ["--mixed_precision", "no", "--max_grad_norm", 1.0, "--checkpointing_steps", 1, "--use_ema"]
     single = train(*common(assets, tmp_path / "one", "--train_batch_size", 2, "--max_train_steps", 2, *flags), env=env)
     assert single.returncode == 0, single.stderr[-3000:]
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                "scripts/accelerate_configs/deepspeed_zero2_config.yaml", "--num_processes", "2",
+                f"scripts/accelerate_configs/{launch_config}", "--num_processes", "2",
                 "--main_process_port", "29652", "-m"]
     for steps in (1, 2):  # stop after step 1, then resume from its ZeRO checkpoint
-        zero2 = train(*common(assets, tmp_path / "ds", "--train_batch_size", 1, "--max_train_steps", steps, *flags,
-                              "--resume_from_checkpoint", "latest"), env=env, launcher=launcher, cwd=ROOT)
-        assert zero2.returncode == 0, zero2.stderr[-3000:]
+        zero = train(*common(assets, tmp_path / "ds", "--train_batch_size", 1, "--max_train_steps", steps, *flags,
+                             "--resume_from_checkpoint", "latest"), env=env, launcher=launcher, cwd=ROOT)
+        assert zero.returncode == 0, zero.stderr[-3000:]
     assert (tmp_path / "ds" / "checkpoint-1" / "accelerate_state" / "pytorch_model").is_dir()  # ZeRO's format
     one, two = records(tmp_path / "one", "train_loss"), records(tmp_path / "ds", "train_loss")
     assert one[2] == pytest.approx(two[2], rel=1e-4)
-    a = load_file(tmp_path / "one" / "model" / "diffusion_pytorch_model.safetensors")
-    b = load_file(tmp_path / "ds" / "model" / "diffusion_pytorch_model.safetensors")
-    for key in a:
-        if not key.endswith("to_k.bias"):  # see test_two_processes_take_the_single_process_step
-            assert torch.allclose(a[key], b[key], atol=1e-5), key
+    for name in ("model", "model_ema"):
+        a = load_file(tmp_path / "one" / name / "diffusion_pytorch_model.safetensors")
+        b = load_file(tmp_path / "ds" / name / "diffusion_pytorch_model.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            if not key.endswith("to_k.bias"):  # see test_two_processes_take_the_single_process_step
+                assert torch.allclose(a[key], b[key], atol=1e-5), (name, key)
 
 
 def test_registry_model_and_t2v_initialisation(assets, tmp_path):

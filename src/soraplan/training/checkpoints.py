@@ -6,6 +6,7 @@ A checkpoint folder only ever appears complete (it is written under a temporary 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -57,10 +58,12 @@ def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
 
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra, keep: int | None = None,
-                    **save_state_kwargs) -> Path:
+                    gather=None, **save_state_kwargs) -> Path:
     """Write ``<output_dir>/checkpoint-<step>``: the accelerate state (every rank takes part) plus what
     ``write_extra(folder)`` adds on the main rank (``save_pretrained`` folders, configs).
     ``save_state_kwargs`` go to ``accelerator.save_state`` (DeepSpeed's ``exclude_frozen_parameters``).
+    ``gather()``, when given, is a context every rank enters around ``write_extra`` (ZeRO-3 gathers the
+    weights there).
 
     Everything goes into ``.checkpoint-<step>.partial`` first and is renamed when complete, so a crash
     mid-save never leaves a folder that looks like a checkpoint. Then the oldest beyond ``keep`` go.
@@ -75,8 +78,10 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra,
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / "accelerate_state"), **save_state_kwargs)  # collective
+    with gather() if gather is not None else contextlib.nullcontext():
+        if accelerator.is_main_process:
+            write_extra(staging)
     if accelerator.is_main_process:
-        write_extra(staging)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -156,6 +156,9 @@ class DistillTrainer(I2VTrainer):
                              f"--guidance_range {config.guidance_range}: give --guidance_scale inside it")
         self.teacher_default_steps = defaults[0]
         super().__init__(config)
+        if self.zero3:  # the target network and the pipeline copy weights a ZeRO-3 rank holds only 1/N of
+            raise ValueError("soraplan distill does not run under ZeRO-3 yet: launch it with ZeRO-2 "
+                             "(deepspeed_zero2_config.yaml or its offload variant) or DDP")
         device = self.accelerator.device
         self.teacher = _cast(self.teacher_pipe.transformer, self.weight_dtype).to(device).eval().requires_grad_(False)
         self.scheduler = student_scheduler(self.teacher_pipe.scheduler, config)

@@ -44,7 +44,7 @@ from ..models.transformer import OpenSoraInpaint
 from ..models.vae import WFVAE
 from ..parallel import enable_sequence_parallel
 from .checkpoints import resolve_resume, save_checkpoint
-from .runtime import make_accelerator
+from .runtime import gathered_parameters, hidden_from_transformers, make_accelerator, zero_stage
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +240,12 @@ class I2VTrainer:
             self.validation = VideoTextDataset(val.samples, cfg=0.0, seed=config.seed + 1)
 
         self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
-        self.vae, self.text_encoder, self.tokenizer = self.load_frozen_models()
+        self.zero3 = zero_stage(accelerator) == 3
+        if self.zero3 and config.lora_rank:
+            raise ValueError("--lora_rank does not run under ZeRO-3: an adapter's gradients and optimizer state are "
+                             "small, so launch it with ZeRO-2 (deepspeed_zero2_config.yaml) or DDP")
+        with hidden_from_transformers(accelerator):
+            self.vae, self.text_encoder, self.tokenizer = self.load_frozen_models()
         self.vae.to(device).eval().requires_grad_(False)
         # mT5-XXL's encoder is 10.5 GiB in bf16: on a small GPU it can run on the CPU (each caption once
         # with --text_cache_dir), its states moved to the accelerator
@@ -256,12 +261,13 @@ class I2VTrainer:
             raise ValueError(f"--lora_rank must be >= 0 (0: train every weight) and --lora_dropout in [0, 1), got "
                              f"{config.lora_rank} and {config.lora_dropout}")
         set_seed(config.seed)  # the same initial weights on every rank and in every run
-        model = self.build_model()
-        if config.lora_rank:
-            from .lora import attach_lora, lora_config
+        with hidden_from_transformers(accelerator):
+            model = self.build_model()
+            if config.lora_rank:
+                from .lora import attach_lora, lora_config
 
-            attach_lora(model, lora_config(config.lora_rank, config.lora_alpha, config.lora_target_modules,
-                                           config.lora_dropout))
+                attach_lora(model, lora_config(config.lora_rank, config.lora_alpha, config.lora_target_modules,
+                                               config.lora_dropout))
         if model.config.caption_channels != self.text_encoder.config.d_model:
             raise ValueError(f"the transformer expects {model.config.caption_channels}-dim text states, the text "
                              f"encoder gives {self.text_encoder.config.d_model}")
@@ -328,7 +334,8 @@ class I2VTrainer:
     def after_optimizer_step(self) -> None:
         """Whatever follows the weights after each optimizer step: the EMA."""
         if self.ema is not None:
-            self.ema.step(trained_parameters(self._unwrapped()))
+            with self._whole_weights(), hidden_from_transformers(self.accelerator):
+                self.ema.step(trained_parameters(self._unwrapped()))
 
     def sampling_pipeline(self, model):
         """(pipeline, steps) for the validation videos: the release's sampler on the model in training."""
@@ -481,7 +488,12 @@ class I2VTrainer:
             (folder / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
         return save_checkpoint(self.accelerator, self.output_dir, self.step, write_models,
-                               self.config.checkpoints_total_limit, **self._save_state_kwargs)
+                               self.config.checkpoints_total_limit, gather=self._whole_weights,
+                               **self._save_state_kwargs)
+
+    def _whole_weights(self):
+        """Every rank enters: the trained model's weights whole for writing them (ZeRO-3 splits them)."""
+        return gathered_parameters(self.accelerator, self._unwrapped())
 
     def trained_parts(self) -> list[tuple[str, object]]:
         """What the run trained, as (folder name, writer(folder)): model/ and model_ema/ (from_pretrained
@@ -515,7 +527,9 @@ class I2VTrainer:
     def validate_with_samples(self) -> None:
         """A video through the I2V pipeline from the validation prompt (and images), main process only."""
         config = self.config
-        if not config.validation_prompt or not self.accelerator.is_main_process:
+        # under ZeRO-3 every rank takes part in each forward pass (each holds a part of the weights), so
+        # every rank samples the same video; otherwise the main process alone
+        if not config.validation_prompt or not (self.accelerator.is_main_process or self.zero3):
             return
         from ..data.video_io import write_video
 
@@ -528,7 +542,8 @@ class I2VTrainer:
                      height=config.max_height, width=config.max_width, num_inference_steps=steps,
                      max_sequence_length=config.model_max_length, generator=torch.Generator().manual_seed(config.seed)).videos[0]
         model.train()
-        write_video(self.output_dir / "validation" / f"step-{self.step}.mp4", video)
+        if self.accelerator.is_main_process:
+            write_video(self.output_dir / "validation" / f"step-{self.step}.mp4", video)
 
     def train(self) -> dict:
         config, accelerator = self.config, self.accelerator
@@ -597,11 +612,12 @@ class I2VTrainer:
         from ..utils.files import atomic_directory
 
         self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return
-        for name, write in self.trained_parts():
-            with atomic_directory(self.output_dir / name) as folder:
-                write(folder)
+        with self._whole_weights():
+            if self.accelerator.is_main_process:
+                for name, write in self.trained_parts():
+                    with atomic_directory(self.output_dir / name) as folder:
+                        write(folder)
+        self.accelerator.wait_for_everyone()
 
 
 def trained_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -1,7 +1,8 @@
-"""Process setup shared by the trainers."""
+"""Process setup shared by the trainers, and what DeepSpeed's ZeRO stages need from them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -22,3 +23,46 @@ def make_accelerator(mixed_precision: str, **kwargs) -> Accelerator:
             kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(backend="gloo")]
         return Accelerator(mixed_precision=mixed_precision, **kwargs)
     return Accelerator(mixed_precision=mixed_precision, cpu=multi_process, **kwargs)
+
+
+def zero_stage(accelerator: Accelerator) -> int:
+    """The DeepSpeed ZeRO stage of this run; 0 without DeepSpeed."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return int(plugin.zero_stage or 0) if plugin is not None else 0
+
+
+@contextlib.contextmanager
+def hidden_from_transformers(accelerator: Accelerator):
+    """Inside this block transformers and diffusers do not see ZeRO-3.
+
+    Under ZeRO-3 accelerate tells transformers (and through it DeepSpeed's ``zero.Init``) to partition
+    every model as it is created. The frozen VAE and text encoder never reach ``accelerator.prepare``,
+    so partitioned they would hold empty weights: they, and the trained transformer, are built whole
+    (host memory: one fp32 copy per process while it starts) and only ``prepare`` partitions. diffusers'
+    EMAModel would also gather each parameter itself (and fails to import DeepSpeed when it does): the
+    trainer gathers around it instead (``gathered_parameters``)."""
+    if zero_stage(accelerator) != 3:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # what transformers asks before it partitions a model it creates
+    try:
+        yield
+    finally:
+        accelerator.state.deepspeed_plugin.set_deepspeed_weakref()  # back for prepare and checkpoints
+
+
+@contextlib.contextmanager
+def gathered_parameters(accelerator: Accelerator, module: torch.nn.Module):
+    """Every rank enters; inside, ``module``'s parameters are whole on every rank (read-only).
+
+    ZeRO-3 keeps 1/N of each parameter per rank; writing a ``save_pretrained`` folder or copying
+    weights needs them whole for a moment. Without ZeRO-3 this does nothing."""
+    if zero_stage(accelerator) != 3:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+        yield
