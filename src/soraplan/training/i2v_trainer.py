@@ -525,7 +525,8 @@ class I2VTrainer:
             self.ema.restore(parameters)
 
     def validate_with_samples(self) -> None:
-        """A video through the I2V pipeline from the validation prompt (and images), main process only."""
+        """A video through the I2V pipeline from the validation prompt (and images), written by the main
+        process."""
         config = self.config
         # under ZeRO-3 every rank takes part in each forward pass (each holds a part of the weights), so
         # every rank samples the same video; otherwise the main process alone
