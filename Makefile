@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-ui bench bench-lora-memory clean
+.PHONY: install demo test test-slow test-dist test-ui bench bench-lora-memory clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,15 @@ demo: $(INSTALLED)
 	$(BIN)/soraplan demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m "not browser and not slow" --durations=15
+	$(BIN)/python -m pytest -q -m "not browser and not slow and not dist" --durations=15
 
 # the few tests that take minutes each (the demo recipe end to end); CI runs them too
 test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -q -m "slow"
+
+# two "nodes" on this machine (torchrun launches meeting at 127.0.0.1): equality, a lost node, resume
+test-dist: $(INSTALLED)
+	$(BIN)/python -m pytest -q -m "dist"
 
 # the browser test of `soraplan serve`: headless Chromium (Debian's package, installed when missing)
 test-ui: $(INSTALLED)

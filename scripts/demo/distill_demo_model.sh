@@ -12,7 +12,8 @@
 # $OUT/stage_times.txt.
 # Environment: OUT (default runs/demo_student), WORLD (the folder of train_demo_model.sh holding
 # world_train/; default runs/demo_model), TEACHER (default: the embedded pipeline), DISTILL_STEPS,
-# LR, STUDENT_STEPS, EVAL_CLIPS, SHIP=1 to copy the student beside the embedded pipeline.
+# LR, STUDENT_STEPS, MASK_CONFIG (the mask mix; default the teacher's first I2V run's), EVAL_CLIPS, SHIP=1 to
+# copy the student beside the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -22,6 +23,7 @@ TEACHER=${TEACHER:-$ROOT/src/soraplan/assets/demo/pipeline}
 DISTILL_STEPS=${DISTILL_STEPS:-4000}
 LR=${LR:-1e-4}
 STUDENT_STEPS=${STUDENT_STEPS:-4}
+MASK_CONFIG=${MASK_CONFIG:-$HERE/mask_config.yaml}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
@@ -37,7 +39,7 @@ stage_data() {
 #    mask curriculum and clip shape; EMA weights are the ones shipped
 stage_distill() {
   $SORAPLAN distill --teacher "$TEACHER" --method lcm --student_steps "$STUDENT_STEPS" --teacher_steps 40 \
-    --data "$WORLD/world_train/data.txt" --output_dir "$OUT/run" --mask_config "$HERE/mask_config.yaml" \
+    --data "$WORLD/world_train/data.txt" --output_dir "$OUT/run" --mask_config "$MASK_CONFIG" \
     --num_frames 17 --max_height 64 --max_width 64 --min_num_frames 17 --train_fps 8 \
     --model_max_length 80 --text_cache_dir "$OUT/text_cache" \
     --train_batch_size 8 --learning_rate "$LR" --lr_warmup_steps 100 --lr_scheduler cosine \

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +103,20 @@ def test_two_process_data_parallel_training(videos, tmp_path):
     state = out / "checkpoint-4" / "accelerate_state"
     assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
     assert WFVAE.from_pretrained(out / "vae") is not None
+
+
+@pytest.mark.slow  # a DeepSpeed launch
+def test_deepspeed_launch_is_a_one_line_error(videos, tmp_path):
+    """train-vae runs under DDP; under a DeepSpeed config it says so in one line before training."""
+    pytest.importorskip("deepspeed")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         "scripts/accelerate_configs/deepspeed_zero2_config.yaml", "--num_processes", "1", "-m", "soraplan",
+         "train-vae", "--video_path", str(videos / "train"), "--ckpt_dir", str(tmp_path / "run"),
+         "--model_config", str(videos / "tiny_vae.json"), "--num_frames", "9", "--resolution", "32", "--max_steps", "2"],
+        capture_output=True, text=True, timeout=600, cwd=root, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert result.returncode != 0
+    expected = "soraplan train-vae: error: this launch uses DeepSpeed, which the VAE trainer does not run under"
+    assert expected in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "run" / "vae").exists()

@@ -51,6 +51,7 @@ def run(args) -> int:
     import dataclasses
 
     from ..training.distill_trainer import DistillConfig, distill
+    from ..training.runtime import PeerFailure
     from .options import resolve_model_flag
 
     try:
@@ -58,7 +59,7 @@ def run(args) -> int:
         config = dataclasses.replace(config, teacher=str(resolve_model_flag(config.teacher, "--teacher").folder))
         config = with_local_folders(config)
         result = distill(config)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+    except (FileNotFoundError, ValueError, json.JSONDecodeError, PeerFailure) as error:
         raise UserError(str(error)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result))

@@ -33,6 +33,8 @@ HELPS = {
     "lora_alpha": "LoRA scale numerator (default: the rank, i.e. scale 1)",
     "lora_target_modules": "comma-separated names of the linear layers to adapt",
     "lora_dropout": "dropout on the adapter's input",
+    "collective_timeout": "several processes: seconds one waits for the others in a collective before it reports "
+                          "them lost (a frozen or unreachable node; a killed one is noticed at once)",
 }
 
 
@@ -67,12 +69,13 @@ def with_local_folders(config):
 
 def run(args) -> int:
     from ..training.i2v_trainer import TrainConfig, train
+    from ..training.runtime import PeerFailure
 
     try:
         config = dataclass_from_args(TrainConfig, args)  # validates the data flags before anything loads
         config = with_local_folders(config)
         result = train(config)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+    except (FileNotFoundError, ValueError, json.JSONDecodeError, PeerFailure) as error:
         raise UserError(str(error)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result))

@@ -31,6 +31,8 @@ def add_parser(subparsers) -> None:
         "lpips_weights": "safetensors file with VGG16 features + LPIPS heads (soraplan.training.lpips)",
         "wavelet_loss": "add the energy-flow wavelet loss",
         "ema": "keep an EMA of the weights (saved as vae_ema/, used for eval and the final model)",
+        "collective_timeout": "several processes: seconds one waits for the others in a collective before it "
+                              "reports them lost",
     }
     add_dataclass_arguments(parser, VAETrainConfig, helps,
                             choices={"mix_precision": ["fp32", "bf16", "fp16"], "loss_type": ["l1", "l2"]})
@@ -53,6 +55,7 @@ def validate(config) -> None:
 
 
 def run(args) -> int:
+    from ..training.runtime import PeerFailure
     from ..training.vae_trainer import VAETrainConfig, train_vae
 
     config = dataclass_from_args(VAETrainConfig, args)
@@ -62,7 +65,7 @@ def run(args) -> int:
         config = dataclasses.replace(config, pretrained_model_name_or_path=str(source.folder))
     try:
         result = train_vae(config)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
+    except (FileNotFoundError, ValueError, json.JSONDecodeError, PeerFailure) as error:
         raise UserError(str(error)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result))

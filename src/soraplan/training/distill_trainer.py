@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pipelines.inpaint import classifier_free_guidance
-from .i2v_trainer import I2VTrainer, TrainConfig
+from .i2v_trainer import I2VTrainer, TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
@@ -374,4 +374,4 @@ def _cast(module, dtype):
 
 
 def distill(config: DistillConfig) -> dict:
-    return DistillTrainer(config).train()
+    return train(config, DistillTrainer)

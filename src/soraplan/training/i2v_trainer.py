@@ -44,11 +44,14 @@ from ..models.transformer import OpenSoraInpaint
 from ..models.vae import WFVAE
 from ..parallel import enable_sequence_parallel
 from .checkpoints import resolve_resume, save_checkpoint
-from .runtime import gathered_parameters, hidden_from_transformers, make_accelerator, zero_stage
+from .runtime import (DEFAULT_COLLECTIVE_TIMEOUT, check_same_flags, gathered_parameters, hidden_from_transformers,
+                      make_accelerator, reported_peer_failures, zero_stage)
 
 logger = logging.getLogger(__name__)
 
 REGISTRY = {"OpenSoraInpaint_v1_3-2B/122": "2B/122", "OpenSoraInpaint_v1_3-tiny": "tiny"}
+# flags that may differ between the nodes of one run: where node-local things live, how data is read
+NODE_LOCAL_FLAGS = ("dataloader_num_workers", "text_encoder_device", "text_cache_dir", "cache_dir")
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
@@ -114,6 +117,8 @@ class TrainConfig(DataConfig):
     validation_sampling_steps: int = 20
     # sequence parallel (--sp_size, inherited): groups of sp_size consecutive ranks share samples
     train_sp_batch_size: int = 1  # accepted; each SP group trains on train_batch_size samples per step
+    # several processes: how long one waits for the others in a collective before it reports them lost
+    collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT
     # model config when --model is a registry name
     interpolation_scale_t: float = 1.0
     interpolation_scale_h: float = 1.0
@@ -206,10 +211,11 @@ class I2VTrainer:
             raise ValueError(f"--prediction_type must be v_prediction or epsilon, got {config.prediction_type!r}")
         if config.allow_tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
-        self.accelerator = make_accelerator(PRECISIONS[config.mixed_precision],
+        self.accelerator = make_accelerator(PRECISIONS[config.mixed_precision], config.collective_timeout,
                                             gradient_accumulation_steps=config.gradient_accumulation_steps,
                                             log_with=config.report_to, project_dir=str(self.output_dir))
         accelerator = self.accelerator
+        check_same_flags(accelerator, asdict(config), local=NODE_LOCAL_FLAGS)
         device = accelerator.device
         self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
 
@@ -307,11 +313,34 @@ class I2VTrainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         resume = resolve_resume(self.output_dir, config.resume_from_checkpoint)
         if resume is not None:
+            state = json.loads((resume / "trainer_state.json").read_text())
+            check_resume_layout(resume, state.get("layout"), self.layout())
             accelerator.load_state(str(resume / "accelerate_state"),
                                    **({"load_module_strict": False} if self._save_state_kwargs else {}))
-            state = json.loads((resume / "trainer_state.json").read_text())
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            saved_processes = state.get("layout", {}).get("processes", accelerator.num_processes)
+            if saved_processes != accelerator.num_processes:
+                self._rescale_schedule()
             logger.info("resumed from %s at step %d", resume, self.step)
+
+    def layout(self) -> dict:
+        """How this run is spread over processes, as its checkpoints record it (``check_resume_layout``)."""
+        replicas = self.accelerator.num_processes // self.config.sp_size
+        return {"processes": self.accelerator.num_processes, "zero_stage": zero_stage(self.accelerator),
+                "deepspeed": getattr(self.accelerator.state, "deepspeed_plugin", None) is not None,
+                "samples_per_step": self.config.train_batch_size * replicas,
+                "gradient_accumulation_steps": self.config.gradient_accumulation_steps}
+
+    def _rescale_schedule(self) -> None:
+        """accelerate steps the learning-rate schedule once per process and optimizer step (its length
+        is counted the same way), so a checkpoint of N processes resumed by M has the schedule at
+        step·N of a schedule M/N times as long: set it to step·M, where the uninterrupted run is."""
+        inner = self.lr_scheduler.scheduler
+        inner.last_epoch = self.step * self.accelerator.num_processes
+        inner._step_count = inner.last_epoch + 1
+        for group, lr in zip(inner.optimizer.param_groups, inner.get_lr()):
+            group["lr"] = lr
+        inner._last_lr = [group["lr"] for group in inner.optimizer.param_groups]
 
     # ----------------------------------------------------------------------------------------------
     # what a trainer built on this one (soraplan.training.distill_trainer) replaces
@@ -483,7 +512,8 @@ class I2VTrainer:
         def write_models(folder: Path) -> None:
             for name, write in self.trained_parts():
                 write(folder / name)
-            state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+            state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                     "layout": self.layout()}
             (folder / "trainer_state.json").write_text(json.dumps(state))
             (folder / "trainer_config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
@@ -556,47 +586,49 @@ class I2VTrainer:
         started, last = time.time(), {}
         if self.step == 0 and self.validation is not None:  # the baseline the run is judged against
             self._log({"step": 0, "validation_loss": self.validation_loss()})
-        validated_at = -1
-        while self.step < self.max_steps:
-            self.sampler.set_epoch(self.epoch, start_batch=self.batch_in_epoch)
-            self.dataset.set_epoch(self.epoch)
-            for batch_data in self.loader:
-                if self.step >= self.max_steps:
-                    break
-                micro = self.batch_in_epoch % config.gradient_accumulation_steps
-                with accelerator.accumulate(self.model):
-                    loss = self.loss(batch_data, self.step * config.gradient_accumulation_steps + micro, positions)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-                    self.optimizer.step()
-                    self.lr_scheduler.step()
-                    self.optimizer.zero_grad()
-                self.batch_in_epoch += 1
-                if not accelerator.sync_gradients:
-                    continue
-                self.step += 1
-                self.after_optimizer_step()
-                bar.update(1)
-                mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"non-finite loss at step {self.step}")
-                last = {"step": self.step, "train_loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
-                if self.step % config.log_steps == 0 or self.step == 1:
-                    self._log(last)
-                    bar.set_postfix(loss=f"{mean_loss:.4g}")
-                if config.validation_steps and self.step % config.validation_steps == 0:
-                    val = self.validation_loss()
-                    if val is not None:
-                        self._log({"step": self.step, "validation_loss": val})
-                        validated_at = self.step
-                    self.validate_with_samples()
-                if config.checkpointing_steps and self.step % config.checkpointing_steps == 0:
-                    self.save()
-            else:
-                self.epoch += 1
-                self.batch_in_epoch = 0
-        bar.close()
+        try:  # the bar's line ends before any error is printed
+            validated_at = -1
+            while self.step < self.max_steps:
+                self.sampler.set_epoch(self.epoch, start_batch=self.batch_in_epoch)
+                self.dataset.set_epoch(self.epoch)
+                for batch_data in self.loader:
+                    if self.step >= self.max_steps:
+                        break
+                    micro = self.batch_in_epoch % config.gradient_accumulation_steps
+                    with accelerator.accumulate(self.model):
+                        loss = self.loss(batch_data, self.step * config.gradient_accumulation_steps + micro, positions)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+                        self.optimizer.step()
+                        self.lr_scheduler.step()
+                        self.optimizer.zero_grad()
+                    self.batch_in_epoch += 1
+                    if not accelerator.sync_gradients:
+                        continue
+                    self.step += 1
+                    self.after_optimizer_step()
+                    bar.update(1)
+                    mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
+                    if not math.isfinite(mean_loss):
+                        raise FloatingPointError(f"non-finite loss at step {self.step}")
+                    last = {"step": self.step, "train_loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
+                    if self.step % config.log_steps == 0 or self.step == 1:
+                        self._log(last)
+                        bar.set_postfix(loss=f"{mean_loss:.4g}")
+                    if config.validation_steps and self.step % config.validation_steps == 0:
+                        val = self.validation_loss()
+                        if val is not None:
+                            self._log({"step": self.step, "validation_loss": val})
+                            validated_at = self.step
+                        self.validate_with_samples()
+                    if config.checkpointing_steps and self.step % config.checkpointing_steps == 0:
+                        self.save()
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        finally:
+            bar.close()
         result = {**last, "seconds": round(time.time() - started, 1)}
         val = self.validation_loss()
         if val is not None:
@@ -636,5 +668,44 @@ def _encoder_is_multilingual(path: str) -> bool:
         return "mt5" in str(path).lower()
 
 
-def train(config: TrainConfig) -> dict:
-    return I2VTrainer(config).train()
+def check_resume_layout(checkpoint: Path, saved: dict | None, now: dict) -> None:
+    """A checkpoint resumes under another layout when the training stays the same: the same samples per
+    optimizer step (per-process batch x data-parallel processes) and gradient accumulation, and the
+    same kind of checkpoint. accelerate's (DDP, one process) holds whole states, so any number of
+    processes reads it; DeepSpeed's holds one optimizer shard per process of its own ZeRO stage, so it
+    needs the same stage and number of processes (DeepSpeed converts between them with its universal
+    checkpoints, which this trainer does not read). Anything else is a ValueError saying what differs
+    and how to go on (a checkpoint of an older soraplan records no layout and is not checked)."""
+    if not saved:
+        return
+
+    def kind(layout: dict) -> str:
+        return f"DeepSpeed ZeRO-{layout['zero_stage']}" if layout["deepspeed"] else "accelerate (DDP or one process)"
+
+    restart = (f"resume with the layout that wrote it, or start a new run from its weights with --pretrained "
+               f"{checkpoint / 'model'} (the optimizer starts afresh)")
+    if saved["deepspeed"] != now["deepspeed"] or saved["zero_stage"] != now["zero_stage"]:
+        raise ValueError(f"{checkpoint.name} was written by {kind(saved)} and this launch runs {kind(now)}: their "
+                         f"checkpoints do not load into each other; {restart}")
+    for key, what in (("samples_per_step", "samples per optimizer step (--train_batch_size x data-parallel "
+                                           "processes)"),
+                      ("gradient_accumulation_steps", "--gradient_accumulation_steps")):
+        if saved[key] != now[key]:
+            raise ValueError(f"{checkpoint.name} was trained with {saved[key]} {what} and this launch has {now[key]}: "
+                             f"a resume continues the same training, so keep it at {saved[key]}, or {restart}")
+    if now["deepspeed"] and saved["processes"] != now["processes"]:
+        raise ValueError(f"{checkpoint.name} holds DeepSpeed shards for {saved['processes']} processes and this launch "
+                         f"has {now['processes']}: {restart}")
+
+
+def train(config: TrainConfig, trainer_class=None) -> dict:
+    """Build the trainer (``trainer_class``, default I2VTrainer) and train; with several processes a peer
+    that dies or goes silent is reported as one ``PeerFailure`` line (see ``reported_peer_failures``)."""
+    built = []
+
+    def where() -> str:
+        return f"at step {built[0].step}" if built else "while starting"
+
+    with reported_peer_failures(config.collective_timeout, where, config.output_dir):
+        built.append((trainer_class or I2VTrainer)(config))
+        return built[0].train()

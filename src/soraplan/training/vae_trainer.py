@@ -29,7 +29,7 @@ from ..models.vae import WFVAE
 from ..utils.files import atomic_directory
 from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 from .discriminator import PatchDiscriminator3D
-from .runtime import make_accelerator
+from .runtime import DEFAULT_COLLECTIVE_TIMEOUT, check_same_flags, make_accelerator, reported_peer_failures
 from .vae_losses import VAELossWeights, discriminator_loss, generator_loss
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class VAETrainConfig:
     disc_lr: float | None = None
     disc_ndf: int = 64
     disc_num_layers: int = 4
+    collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT  # several processes: see soraplan.training.runtime
 
 
 def build_vae(config: VAETrainConfig) -> WFVAE:
@@ -117,7 +118,12 @@ class VAETrainer:
         self.output_dir = Path(config.ckpt_dir)
         if config.mix_precision not in PRECISIONS:
             raise ValueError(f"--mix_precision must be one of {', '.join(PRECISIONS)}, got {config.mix_precision!r}")
-        self.accelerator = make_accelerator(PRECISIONS[config.mix_precision])
+        self.accelerator = make_accelerator(PRECISIONS[config.mix_precision], config.collective_timeout)
+        if getattr(self.accelerator.state, "deepspeed_plugin", None) is not None:
+            raise ValueError("this launch uses DeepSpeed, which the VAE trainer does not run under (it trains two "
+                             "models, the VAE and its discriminator, and a WF-VAE fits every GPU whole): launch it with DDP "
+                             "(scripts/accelerate_configs/ddp_config.yaml, multi_node_ddp_config.yaml or torchrun)")
+        check_same_flags(self.accelerator, asdict(config))
         set_seed(config.seed, device_specific=True)
         self.weights = VAELossWeights(config.kl_weight, config.wavelet_weight, config.perceptual_weight,
                                       config.disc_weight, config.loss_type)
@@ -303,4 +309,12 @@ class VAETrainer:
 
 
 def train_vae(config: VAETrainConfig) -> dict:
-    return VAETrainer(config).train()
+    """Build the trainer and train; a peer process lost is one ``PeerFailure`` (soraplan.training.runtime)."""
+    built = []
+
+    def where() -> str:
+        return f"at step {built[0].step}" if built else "while starting"
+
+    with reported_peer_failures(config.collective_timeout, where, config.ckpt_dir):
+        built.append(VAETrainer(config))
+        return built[0].train()
