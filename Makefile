@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-dist test-ui bench bench-lora-memory clean
+.PHONY: install demo test test-slow test-dist test-ui bench bench-lora-memory bench-training-memory clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(INSTALLED)
 # the 2B model's LoRA training memory at 93x352x640, counted and measured on CPU (about 4 minutes)
 bench-lora-memory: $(INSTALLED)
 	$(BIN)/python bench/lora_memory.py
+
+# memory per GPU and throughput of full 2B training on 8 / 16 / 128 GPUs, ZeRO-2/3, offload (about 5 minutes)
+bench-training-memory: $(INSTALLED)
+	$(BIN)/python bench/training_memory.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

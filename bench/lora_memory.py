@@ -61,13 +61,15 @@ def vae_parameters() -> int:
 def saved_bytes(config: dict, layers: int, grid: tuple[int, int, int], rank: int, targets: str,
                 text_tokens: int, prompt_tokens: int) -> int:
     """Bytes autograd keeps for backward in one training forward of a ``layers``-block model (no
-    checkpointing) on latents of ``grid``; weights and the inputs themselves are not counted."""
+    checkpointing) on latents of ``grid``; weights and the inputs themselves are not counted. ``rank``
+    0: every weight trains (full fine-tuning), otherwise a LoRA adapter of that rank on ``targets``."""
     from soraplan.models import OpenSoraInpaint
     from soraplan.training.lora import attach_lora, lora_config
 
     torch.manual_seed(0)
     model = OpenSoraInpaint(**{**config, "num_layers": layers}).to(torch.bfloat16)
-    attach_lora(model, lora_config(rank, None, targets, 0.0))
+    if rank:
+        attach_lora(model, lora_config(rank, None, targets, 0.0))
     for name, parameter in model.named_parameters():
         if "lora_" in name:
             parameter.data = parameter.data.float()  # the trainer keeps the adapter in fp32
@@ -96,6 +98,54 @@ def saved_bytes(config: dict, layers: int, grid: tuple[int, int, int], rank: int
     return total
 
 
+def activation_model(config: dict, rank: int, targets: str, text_tokens: int, prompt_tokens: int,
+                     tokens: int) -> dict:
+    """Activation bytes of one training sample of ``tokens`` tokens through the full model, from counts
+    measured (``saved_bytes``) at two small clip sizes with 2, 4 and 6 blocks and fitted as a + b x tokens
+    per block: with gradient checkpointing (block inputs kept + the largest block rebuilt + outside the
+    blocks + the gradient between blocks) and without (every block's activations)."""
+    patch = config["patch_size"]
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    blocks = config["num_layers"]
+    sparse = blocks - 4 if config["sparse1d"] else 0
+    sizes = [(2, 16, 32), (4, 16, 32)]  # latent frames x height x width
+    counts = {}
+    for grid in sizes:
+        small_tokens = grid[0] * (grid[1] // patch) * (grid[2] // patch)
+        for layers in (2, 4, 6):
+            counts[small_tokens, layers] = saved_bytes(config, layers, grid, rank, targets, text_tokens, prompt_tokens)
+            print(f"  measured: {layers} blocks, {small_tokens:5d} tokens: {counts[small_tokens, layers] / 2**20:8.1f} MiB kept "
+                  "for backward", flush=True)
+    (t1, t2) = sorted({t for t, _ in counts})
+
+    def per_token_fit(values: dict[int, float]) -> tuple[float, float]:
+        slope = (values[t2] - values[t1]) / (t2 - t1)
+        return values[t1] - slope * t1, slope  # (intercept, per token)
+
+    dense = per_token_fit({t: (counts[t, 4] - counts[t, 2]) / 2 for t in (t1, t2)})
+    skip_pair = per_token_fit({t: counts[t, 6] - counts[t, 4] for t in (t1, t2)})  # one single- + one group-skip
+    outside = per_token_fit({t: counts[t, 2] - 2 * ((counts[t, 4] - counts[t, 2]) / 2) for t in (t1, t2)})
+
+    def at(fit, n_tokens):
+        return fit[0] + fit[1] * n_tokens
+
+    # sanity of the fit: a dense block's growth per token in multiples of one tokens x hidden bf16 tensor
+    per_token_dense = dense[1] / (hidden * 2)
+    if not 4 < per_token_dense < 200:
+        print(f"warning: a dense block keeps {per_token_dense:.1f} x (tokens x hidden) bf16 values per token, "
+              "outside the expected range: the attention kernel may keep its score matrix here", file=sys.stderr)
+    dense_block = at(dense, tokens)
+    skip_block = at(skip_pair, tokens) / 2
+    largest_block = max(dense_block, skip_block)
+    block_inputs = blocks * tokens * hidden * 2
+    between_blocks = 2 * tokens * hidden * 4
+    rest = max(at(outside, tokens), 0)
+    return {"with_checkpointing": block_inputs + largest_block + rest + between_blocks,
+            "without_checkpointing": (blocks - sparse) * dense_block + sparse * skip_block + rest,
+            "block_inputs": block_inputs, "largest_block": largest_block, "dense_block": dense_block,
+            "skip_block": skip_block, "per_token_dense": per_token_dense}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,54 +171,18 @@ def main() -> None:
     logging.getLogger("soraplan").setLevel(logging.ERROR)  # "no layer uses Skiparse" at 2 and 4 blocks: intended
 
     config = dict(TRANSFORMER_SIZES["2B/122"])
-    hidden = config["num_attention_heads"] * config["attention_head_dim"]
     patch = config["patch_size"]
     latent = ((args.frames - 1) // 4 + 1, args.height // 8, args.width // 8)
     tokens = latent[0] * (latent[1] // patch) * (latent[2] // patch)
-    blocks = config["num_layers"]
-    sparse = blocks - 4 if config["sparse1d"] else 0
 
     base, adapter = meta_parameter_counts(config, args.rank, args.target_modules)
     print(f"2B/122 I2V transformer: {base / 1e9:.3f} B frozen parameters, LoRA rank {args.rank} on "
           f"{args.target_modules}: {adapter / 1e6:.1f} M trained parameters")
 
-    # activations at two small clip sizes (latent frames x height x width), 2 / 4 / 6 blocks
-    sizes = [(2, 16, 32), (4, 16, 32)]
-    counts = {}
-    for grid in sizes:
-        small_tokens = grid[0] * (grid[1] // patch) * (grid[2] // patch)
-        for layers in (2, 4, 6):
-            counts[small_tokens, layers] = saved_bytes(config, layers, grid, args.rank, args.target_modules,
-                                                       args.text_tokens, args.prompt_tokens)
-            print(f"  measured: {layers} blocks, {small_tokens:5d} tokens: {counts[small_tokens, layers] / 2**20:8.1f} MiB kept "
-                  "for backward", flush=True)
-    (t1, t2) = sorted({t for t, _ in counts})
-
-    def per_token_fit(values: dict[int, float]) -> tuple[float, float]:
-        slope = (values[t2] - values[t1]) / (t2 - t1)
-        return values[t1] - slope * t1, slope  # (intercept, per token)
-
-    dense = per_token_fit({t: (counts[t, 4] - counts[t, 2]) / 2 for t in (t1, t2)})
-    skip_pair = per_token_fit({t: counts[t, 6] - counts[t, 4] for t in (t1, t2)})  # one single- + one group-skip
-    outside = per_token_fit({t: counts[t, 2] - 2 * ((counts[t, 4] - counts[t, 2]) / 2) for t in (t1, t2)})
-
-    def at(fit, n_tokens):
-        return fit[0] + fit[1] * n_tokens
-
-    # linearity check: the 2-block count predicted from the fits at a third size would need a third
-    # run; instead check that per-token growth of a dense block matches its tokens x hidden multiples
-    per_token_dense = dense[1] / (hidden * 2)
-    if not 4 < per_token_dense < 200:
-        print(f"warning: a dense block keeps {per_token_dense:.1f} x (tokens x hidden) bf16 values per token, "
-              "outside the expected range: the attention kernel may keep its score matrix here", file=sys.stderr)
-
-    dense_block = at(dense, tokens)
-    skip_block = at(skip_pair, tokens) / 2
-    largest_block = max(dense_block, skip_block)
-    checkpoint_inputs = blocks * tokens * hidden * 2
-    between_blocks = 2 * tokens * hidden * 4
-    activations = checkpoint_inputs + largest_block + max(at(outside, tokens), 0) + between_blocks
-    without_checkpointing = 4 * dense_block + sparse * skip_block + max(at(outside, tokens), 0)
+    fit = activation_model(config, args.rank, args.target_modules, args.text_tokens, args.prompt_tokens, tokens)
+    activations, without_checkpointing = fit["with_checkpointing"], fit["without_checkpointing"]
+    checkpoint_inputs, largest_block = fit["block_inputs"], fit["largest_block"]
+    dense_block, skip_block, per_token_dense = fit["dense_block"], fit["skip_block"], fit["per_token_dense"]
 
     weights = base * 2
     trained = adapter * 4 * 5  # weights, gradients, Adam m and v, EMA: fp32
