@@ -142,12 +142,13 @@ def test_two_processes_take_the_single_process_step(assets, tmp_path):
 
 
 @pytest.mark.slow  # three DeepSpeed launches: about a minute each stage
-@pytest.mark.parametrize("launch_config", ["deepspeed_zero2_config.yaml", "deepspeed_zero3_config.yaml"])
+@pytest.mark.parametrize("launch_config", ["deepspeed_zero2_config.yaml", "deepspeed_zero3_config.yaml",
+                                           "deepspeed_zero2_offload_config.yaml", "deepspeed_zero3_offload_config.yaml"])
 def test_deepspeed_takes_the_single_process_step_and_resumes(assets, tmp_path, launch_config):
-    """The release's launches: accelerate + DeepSpeed ZeRO-2 and ZeRO-3 from scripts/accelerate_configs/
-    (on DeepSpeed's CPU accelerator with gloo here). 2 ranks x batch 1 == 1 rank x batch 2, also across a
-    resume from a ZeRO checkpoint (partitioned optimizer state; under ZeRO-3 partitioned weights too), so
-    ZeRO-2 and ZeRO-3 end at the same weights."""
+    """The release's launches: accelerate + DeepSpeed ZeRO-2 and ZeRO-3, each also with CPU offload, from
+    scripts/accelerate_configs/ (on DeepSpeed's CPU accelerator with gloo here). 2 ranks x batch 1 == 1 rank
+    x batch 2, also across a resume from a ZeRO checkpoint (partitioned optimizer state; under ZeRO-3
+    partitioned weights too), so every layout ends at the same weights."""
     pytest.importorskip("deepspeed")
     env = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
     flags = ["--mixed_precision", "no", "--max_grad_norm", 1.0, "--checkpointing_steps", 1, "--use_ema"]
