@@ -343,3 +343,36 @@ def test_lora_student_writes_its_adapter_and_a_merged_pipeline(assets, tmp_path)
     teacher.unload_lora_weights()
     fused = teacher.transformer.state_dict()
     assert adapter and all(torch.allclose(fused[k], merged[k], atol=1e-6) for k in merged)
+
+
+@pytest.mark.slow  # two DeepSpeed launches and one plain run: about two minutes
+def test_zero3_student_equals_the_single_process_one_across_a_resume(assets, tmp_path):
+    """accelerate + DeepSpeed ZeRO-3 (CPU accelerator, gloo), 2 ranks x batch 1 == 1 process x batch 2:
+    the partitioned student, its gathered target network and EMA, across a resume from the ZeRO
+    checkpoint, and the pipeline folder written from the gathered weights."""
+    pytest.importorskip("deepspeed")
+    from soraplan.pipelines import load_pipeline
+
+    env = {**os.environ, **ENV, "DS_ACCELERATOR": "cpu"}
+    common = ["--method", "lcm", "--teacher_steps", 8, "--student_steps", 2, "--mixed_precision", "no",
+              "--learning_rate", 1e-3, "--use_ema", "--checkpointing_steps", 1, "--resume_from_checkpoint", "latest"]
+    single = soraplan("distill", *flags(assets, tmp_path / "one", *common, "--train_batch_size", 2, "--max_train_steps", 2))
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                "scripts/accelerate_configs/deepspeed_zero3_config.yaml", "--num_processes", "2",
+                "--main_process_port", "29657", "-m", "soraplan", "distill"]
+    for steps in (1, 2):  # stop after step 1, resume from its ZeRO-3 checkpoint
+        zero = subprocess.run(launcher + [str(a) for a in flags(assets, tmp_path / "z3", *common, "--train_batch_size",
+                                                                 1, "--max_train_steps", steps)],
+                              capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+        assert zero.returncode == 0, zero.stderr[-3000:]
+    assert (tmp_path / "z3" / "checkpoint-1" / "accelerate_state" / "pytorch_model").is_dir()
+    assert records(tmp_path / "one", "train_loss")[2] == pytest.approx(records(tmp_path / "z3", "train_loss")[2], rel=1e-4)
+    for name in ("model", "model_ema", "pipeline/transformer"):
+        a = load_file(tmp_path / "one" / name / "diffusion_pytorch_model.safetensors")
+        b = load_file(tmp_path / "z3" / name / "diffusion_pytorch_model.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            if not key.endswith("to_k.bias"):  # see test_train_i2v.test_two_processes_take_the_single_process_step
+                assert torch.allclose(a[key], b[key], atol=1e-5), (name, key)
+    assert load_pipeline(tmp_path / "z3" / "pipeline").sampling_settings()[0] == 2

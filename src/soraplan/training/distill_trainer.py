@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from ..pipelines.inpaint import classifier_free_guidance
 from .i2v_trainer import I2VTrainer, TrainConfig, train
+from .runtime import hidden_from_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +157,6 @@ class DistillTrainer(I2VTrainer):
                              f"--guidance_range {config.guidance_range}: give --guidance_scale inside it")
         self.teacher_default_steps = defaults[0]
         super().__init__(config)
-        if self.zero3:  # the target network and the pipeline copy weights a ZeRO-3 rank holds only 1/N of
-            raise ValueError("soraplan distill does not run under ZeRO-3 yet: launch it with ZeRO-2 "
-                             "(deepspeed_zero2_config.yaml or its offload variant) or DDP")
         device = self.accelerator.device
         self.teacher = _cast(self.teacher_pipe.transformer, self.weight_dtype).to(device).eval().requires_grad_(False)
         self.scheduler = student_scheduler(self.teacher_pipe.scheduler, config)
@@ -327,7 +325,9 @@ class DistillTrainer(I2VTrainer):
         super().after_optimizer_step()
         if self.target is None:
             return
-        with torch.no_grad():
+        # under ZeRO-3 the student's weights are whole only while gathered (the target stays whole on
+        # every rank: it is never prepared, and each rank runs it on its own samples)
+        with torch.no_grad(), self._whole_weights():
             for mine, theirs in zip(self.target.parameters(), self._unwrapped().parameters()):
                 mine.lerp_(theirs.detach().to(mine.dtype), 1 - self.config.target_ema_decay)
 
@@ -337,17 +337,25 @@ class DistillTrainer(I2VTrainer):
         """As ``soraplan train`` (model/ and model_ema/, or lora/ and lora_ema/), plus pipeline/: the
         student as a pipeline folder (a LoRA student merged into the teacher's weights)."""
         super()._save_final()
-        if not self.accelerator.is_main_process:
-            return
         from ..pipelines import OpenSoraInpaintPipeline
         from ..utils.files import atomic_directory
-
-        config = self.config
         from .i2v_trainer import trained_parameters
 
-        transformer = self._unwrapped()
-        if self.ema is not None or config.lora_rank:
-            transformer = copy.deepcopy(transformer)
+        config = self.config
+        model = self._unwrapped()
+        if self.zero3:  # a whole copy of the partitioned student, gathered by every rank, kept by the main one
+            with self._whole_weights():
+                state = {key: value.clone() for key, value in model.state_dict().items()} \
+                    if self.accelerator.is_main_process else None
+            if not self.accelerator.is_main_process:
+                return
+            with hidden_from_transformers(self.accelerator):
+                transformer = type(model).from_config(model.config)
+            transformer.load_state_dict(state)
+        elif not self.accelerator.is_main_process:
+            return
+        else:
+            transformer = copy.deepcopy(model) if self.ema is not None or config.lora_rank else model
         if self.ema is not None:
             self.ema.copy_to(trained_parameters(transformer))
         if config.lora_rank:
