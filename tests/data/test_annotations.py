@@ -188,3 +188,41 @@ def test_annotate_sharded_over_two_processes_writes_what_one_process_writes(tmp_
                                                 "clips/clip004.mp4", "still.png"]
     assert "skipped broken.mp4: unreadable" in two.stdout and "skipped clips/clip003.mp4: no caption" in two.stdout
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_check_verify_reads_every_sample_and_shards_over_two_processes(tmp_path):
+    """`data check --verify`: the kept samples read as training reads them, the unreadable ones listed
+    (a truncated mp4 and a deleted one that the annotation still lists), exit 1; under torchrun with 2
+    processes each reads every other sample and rank 0 prints the same report."""
+    import os
+
+    folder = tmp_path / "media"
+    paths = make_videos(folder, 6, frames=12, size=32, seed=4)
+    for path in paths:
+        path.with_suffix(".txt").write_text(f"caption of {path.stem}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ann = tmp_path / "ann.json"
+    made = subprocess.run([sys.executable, "-m", "soraplan", "data", "annotate", folder, "-o", ann],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    (tmp_path / "data.txt").write_text(f"{folder},{ann}\n")
+    clean = ["data", "check", tmp_path / "data.txt", "--num_frames", "9", "--max_height", "32", "--max_width", "32",
+             "--train_fps", "8", "--min_num_frames", "9", "--hw_stride", "16", "--verify"]
+    ok = subprocess.run([sys.executable, "-m", "soraplan", *map(str, clean)], capture_output=True, text=True,
+                        timeout=300, env=env)
+    assert ok.returncode == 0 and "read 6 samples as training reads them: 0 unreadable" in ok.stdout, ok.stdout
+
+    paths[1].write_bytes(paths[1].read_bytes()[:600])  # truncated after annotation
+    paths[4].unlink()  # gone after annotation
+    one = subprocess.run([sys.executable, "-m", "soraplan", *map(str, clean)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "soraplan",
+                          *map(str, clean)], capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 1, one.stderr[-2000:]
+    assert two.returncode != 0, two.stderr[-2000:]
+    unreadable = [line.split(":")[0] for line in one.stdout.splitlines() if line.startswith("unreadable ")]
+    assert unreadable == [f"unreadable {paths[1]}", f"unreadable {paths[4]}"], one.stdout
+    assert "read 6 samples as training reads them: 2 unreadable" in one.stdout
+    assert "read 6 samples as training reads them by 2 processes: 2 unreadable" in two.stdout
+    strip = [line for line in two.stdout.splitlines() if not line.startswith("read ")]
+    assert strip == [line for line in one.stdout.splitlines() if not line.startswith("read ")]

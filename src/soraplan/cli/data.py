@@ -2,6 +2,7 @@
 
     soraplan data annotate VIDEO_DIR -o annotations.json   # probe files, captions from sidecar .txt
     soraplan data check data.txt --num_frames 29 ...       # kept / dropped (and why), buckets
+    soraplan data check data.txt --verify ...              # and read every kept sample (torchrun: shared out)
     soraplan data synth -o world/ --n 100                  # synthetic clips of moving coloured shapes
 """
 
@@ -48,6 +49,9 @@ def add_parser(subparsers) -> None:
     check.add_argument("data", help="data.txt: DATA_ROOT,ANNOTATION lines")
     add_dataclass_arguments(check, DataConfig)
     check.add_argument("--min_bucket_size", type=int, default=1, help="drop buckets smaller than this")
+    check.add_argument("--verify", action="store_true",
+                       help="also read every kept sample as training reads it and list the unreadable ones (exit 1 "
+                            "if any); spread over the processes of torchrun / accelerate launch")
     check.set_defaults(run=run_check)
 
 
@@ -55,23 +59,12 @@ def run_annotate(args) -> int:
     """One process, or ``torchrun --nnodes M --nproc_per_node N -m soraplan data annotate ...`` (or
     accelerate launch): each rank probes every WORLD_SIZE-th file, rank 0 merges the shares in file
     order and writes the one annotation file, the same as one process writes."""
-    import torch.distributed as dist
-
     from ..data.probe import annotate_share, media_files, merge_shares
 
     if not Path(args.folder).is_dir():  # every rank stops here alike, before any rendezvous
         raise UserError(f"folder {args.folder} does not exist")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")  # objects only: CPU collectives on any machine
-    rank = dist.get_rank() if world > 1 else 0
-    share = annotate_share(args.folder, rank, world)
-    if world > 1:
-        shares = [None] * world
-        dist.all_gather_object(shares, share)
-    else:
-        shares = [share]
-    items, problems = merge_shares(shares)
+    rank, world = _joined_ranks()
+    items, problems = merge_shares(_gathered(annotate_share(args.folder, rank, world), world))
     if rank == 0:
         for problem in problems:
             print(f"skipped {problem}")
@@ -82,10 +75,39 @@ def run_annotate(args) -> int:
         files = len(media_files(args.folder))
         spread = f", probed by {world} processes" if world > 1 else ""
         print(f"wrote {len(items)} items to {args.output} ({len(problems)} of {files} files skipped{spread})")
+    _leave(world)
+    return 0 if items else 1
+
+
+def _joined_ranks() -> tuple[int, int]:
+    """(rank, world size) under torchrun / accelerate launch (any number of nodes), joining the launch's
+    gloo group (objects only: CPU collectives on any machine); (0, 1) for one process."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def _gathered(share, world: int) -> list:
+    """Every rank's ``share``, in rank order, on every rank."""
+    if world == 1:
+        return [share]
+    import torch.distributed as dist
+
+    shares = [None] * world
+    dist.all_gather_object(shares, share)
+    return shares
+
+
+def _leave(world: int) -> None:
+    """Wait for the main rank's writing, then leave the group."""
     if world > 1:
+        import torch.distributed as dist
+
         dist.barrier()
         dist.destroy_process_group()
-    return 0 if items else 1
 
 
 def run_synth(args) -> int:
@@ -111,9 +133,24 @@ def run_check(args) -> int:
         selection = load_training_samples(args.data, config, args.min_bucket_size)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as error:
         raise UserError(str(error)) from None
-    print(f"kept {len(selection.samples)} samples in {len(selection.buckets)} buckets")
-    for reason, count in selection.dropped.most_common():
-        print(f"dropped {count}: {reason}")
-    for (frames, height, width), count in sorted(selection.buckets.items()):
-        print(f"bucket {frames}x{height}x{width}: {count}")
-    return 0 if selection.samples else 1
+    rank, world = _joined_ranks() if args.verify else (0, 1)
+    if rank == 0:
+        print(f"kept {len(selection.samples)} samples in {len(selection.buckets)} buckets")
+        for reason, count in selection.dropped.most_common():
+            print(f"dropped {count}: {reason}")
+        for (frames, height, width), count in sorted(selection.buckets.items()):
+            print(f"bucket {frames}x{height}x{width}: {count}")
+    if not args.verify:
+        return 0 if selection.samples else 1
+    from ..data.video_dataset import unreadable_samples
+
+    # every rank selected the same samples (the filters are deterministic); each reads its share
+    found = sorted(found for share in _gathered(unreadable_samples(selection.samples, rank, world), world)
+                   for found in share)
+    if rank == 0:
+        for index, reason in found:
+            print(f"unreadable {selection.samples[index].path}: {reason}")
+        spread = f" by {world} processes" if world > 1 else ""
+        print(f"read {len(selection.samples)} samples as training reads them{spread}: {len(found)} unreadable")
+    _leave(world)
+    return 0 if selection.samples and not found else 1

@@ -53,6 +53,20 @@ def read_frames(sample: Sample) -> torch.Tensor:
     return video.contiguous()
 
 
+def unreadable_samples(samples: list[Sample], rank: int = 0, world: int = 1) -> list[tuple[int, str]]:
+    """(index, reason) of every sample of this rank's share (every ``world``-th, from ``rank``) whose
+    frames cannot be read as the trainer reads them: decoding, frame count, crop and resize included.
+    The trainer skips such samples (with a warning) at run time; ``soraplan data check --verify``
+    finds them beforehand, its work spread over the processes of a launch."""
+    found = []
+    for index in range(rank, len(samples), world):
+        try:
+            read_frames(samples[index])
+        except (VideoReadError, OSError, ValueError, RuntimeError) as error:
+            found.append((index, str(error) or type(error).__name__))
+    return found
+
+
 class VideoTextDataset(Dataset):
     """Items ``{"video": (3, T, H, W) float in [-1, 1], "caption": str, "index": int}``."""
 
