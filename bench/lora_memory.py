@@ -146,18 +146,24 @@ def activation_model(config: dict, rank: int, targets: str, text_tokens: int, pr
             "skip_block": skip_block, "per_token_dense": per_token_dense}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def estimate_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every memory estimate here takes: the clip, the prompt, the allowance."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=93)
     parser.add_argument("--height", type=int, default=352)
     parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--rank", type=int, default=64)
-    parser.add_argument("--target_modules", default="to_q,to_k,to_v,to_out.0")
     parser.add_argument("--text_tokens", type=int, default=512, help="the prompt's padded length (the release: 512)")
     parser.add_argument("--prompt_tokens", type=int, default=120)
     parser.add_argument("--overhead_gb", type=float, default=2.0,
                         help="CUDA context, cuBLAS workspaces, allocator fragmentation")
+    return parser
+
+
+def main() -> None:
+    parser = estimate_parser(__doc__)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--target_modules", default="to_q,to_k,to_v,to_out.0")
     parser.add_argument("--target_gb", type=float, default=24.0)
     args = parser.parse_args()
 

@@ -35,11 +35,10 @@ Every number is an estimate; how each is made:
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
-from lora_memory import GIB, activation_model, vae_parameters
+from lora_memory import GIB, activation_model, estimate_parser, vae_parameters
 
 H100_INFERENCE = {"seconds": 150.0, "steps": 100, "frames": 93, "height": 480, "width": 640}  # docs/I2V.md (v1.3.1)
 
@@ -98,17 +97,9 @@ def cpu_adam_seconds_per_parameter() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=93)
-    parser.add_argument("--height", type=int, default=352)
-    parser.add_argument("--width", type=int, default=640)
+    parser = estimate_parser(__doc__)
     parser.add_argument("--gpus", default="8,16,128")
     parser.add_argument("--gpus_per_node", type=int, default=8)
-    parser.add_argument("--text_tokens", type=int, default=512, help="the prompt's padded length (the release: 512)")
-    parser.add_argument("--prompt_tokens", type=int, default=120)
-    parser.add_argument("--overhead_gb", type=float, default=2.0,
-                        help="CUDA context, cuBLAS workspaces, allocator fragmentation")
     parser.add_argument("--ema_on_gpu", type=int, default=1, help="count the EMA's fp32 copy in the totals")
     parser.add_argument("--intra_gbs", type=float, default=150.0, help="collective bandwidth inside a node, GB/s")
     parser.add_argument("--inter_gbs", type=float, default=25.0, help="collective bandwidth per GPU across nodes, GB/s")
