@@ -190,6 +190,7 @@ def test_annotate_sharded_over_two_processes_writes_what_one_process_writes(tmp_
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow  # three runs and a torchrun launch: about 40 s, and make test is near its budget
 def test_check_verify_reads_every_sample_and_shards_over_two_processes(tmp_path):
     """`data check --verify`: the kept samples read as training reads them, the unreadable ones listed
     (a truncated mp4 and a deleted one that the annotation still lists), exit 1; under torchrun with 2
