@@ -12,18 +12,18 @@
 # $OUT/stage_times.txt.
 # Environment: OUT (default runs/demo_student), WORLD (the folder of train_demo_model.sh holding
 # world_train/; default runs/demo_model), TEACHER (default: the embedded pipeline), DISTILL_STEPS,
-# LR, STUDENT_STEPS, MASK_CONFIG (the mask mix; default the teacher's first I2V run's), EVAL_CLIPS, SHIP=1 to
-# copy the student beside the embedded pipeline.
+# LR, STUDENT_STEPS, MASK_CONFIG (the mask mix; default the teacher's last I2V run's, transition-heavy),
+# EVAL_CLIPS, SHIP=1 to copy the student beside the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-runs/demo_student}
 WORLD=${WORLD:-runs/demo_model}
 TEACHER=${TEACHER:-$ROOT/src/soraplan/assets/demo/pipeline}
-DISTILL_STEPS=${DISTILL_STEPS:-4000}
+DISTILL_STEPS=${DISTILL_STEPS:-3000}
 LR=${LR:-1e-4}
 STUDENT_STEPS=${STUDENT_STEPS:-4}
-MASK_CONFIG=${MASK_CONFIG:-$HERE/mask_config.yaml}
+MASK_CONFIG=${MASK_CONFIG:-$HERE/mask_config_i2v_more.yaml}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
@@ -35,8 +35,9 @@ stage_data() {
     bash "$HERE/train_demo_model.sh" data
 }
 
-# 2. the student: latent consistency distillation with the teacher's guidance built in, the teacher's
-#    mask curriculum and clip shape; EMA weights are the ones shipped
+# 2. the student: latent consistency distillation with the teacher's guidance built in (each example at
+#    its mask type's default), the mask mix of the teacher's last run and its clip shape; EMA weights
+#    are the ones shipped
 stage_distill() {
   $SORAPLAN distill --teacher "$TEACHER" --method lcm --student_steps "$STUDENT_STEPS" --teacher_steps 40 \
     --data "$WORLD/world_train/data.txt" --output_dir "$OUT/run" --mask_config "$MASK_CONFIG" \
@@ -51,9 +52,20 @@ stage_distill() {
 # 3. the evaluation of `soraplan eval` on the student, at its own steps and without guidance
 stage_eval() {
   $SORAPLAN eval --pipeline "$OUT/run/pipeline" --clips "$EVAL_CLIPS" --output "$OUT/eval.json"
-  if [ "${SHIP:-0}" = 1 ]; then
+  if [ "${SHIP:-0}" = 1 ]; then  # (the records name the teacher by its place in the repository, not this machine's path)
     rm -rf "$ROOT/src/soraplan/assets/demo/student"
     cp -r "$OUT/run/pipeline" "$ROOT/src/soraplan/assets/demo/student"
+    $PYTHON - "$ROOT/src/soraplan/assets/demo/student/distillation.json" <<'PY'
+import json, sys
+from pathlib import Path
+record = json.load(open(sys.argv[1]))
+record["teacher"] = "src/soraplan/assets/demo/pipeline (the embedded demo pipeline)"
+open(sys.argv[1], "w").write(json.dumps(record, indent=1))
+for config in Path(sys.argv[1]).parent.glob("*/config.json"):  # where the weights were read from
+    fields = json.loads(config.read_text())
+    if fields.pop("_name_or_path", None) is not None:
+        config.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+PY
   fi
 }
 
