@@ -78,6 +78,9 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra,
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / "accelerate_state"), **save_state_kwargs)  # collective
+    # each rank writes its own files last (random states; a ZeRO shard), after the last collective of
+    # save_state: all must be written before the folder is renamed
+    accelerator.wait_for_everyone()
     with gather() if gather is not None else contextlib.nullcontext():
         if accelerator.is_main_process:
             write_extra(staging)
