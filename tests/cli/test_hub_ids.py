@@ -54,6 +54,7 @@ def only_video(folder: Path) -> np.ndarray:
     return read_video(path)[0]
 
 
+@pytest.mark.slow  # two samplings of the release layout, ~30 s: `make test-slow`
 def test_release_ids_sample_exactly_as_local_folders(release, tmp_path):
     cache = release / "cache"
     condition = ["--conditional_pixel_values_path", release / "first.png"]

@@ -113,6 +113,7 @@ def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exa
         assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8
 
 
+@pytest.mark.dist  # two processes, ~40 s: `make test-dist`
 def test_cfg_parallel_matches_one_process(assets, tmp_path):
     """Two processes, one CFG half each; also with the step cache, whose decisions the ranks share."""
     args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
