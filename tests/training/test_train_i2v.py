@@ -203,6 +203,18 @@ def test_bad_mask_config(assets, tmp_path, mask_config, message, capsys):
     assert code == 2 and message in err and "Traceback" not in err, err[-2000:]
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5"])
+def test_collective_timeout_must_be_positive(assets, tmp_path, timeout, capsys):
+    from soraplan.cli.main import main
+
+    args = common(assets, tmp_path / "o", "--max_train_steps", 1, "--collective_timeout", timeout)
+    code = main(["train", *map(str, args)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert f"--collective_timeout must be a positive number of seconds, got {float(timeout)}" in err[0]
+    assert not (tmp_path / "o").exists()  # nothing written for a mistake
+
+
 def test_no_surviving_samples_is_a_clear_error(assets, tmp_path):
     args = common(assets, tmp_path / "o", "--max_train_steps", 1)
     args[args.index("--num_frames") + 1] = 33  # the 12-frame clips are too short

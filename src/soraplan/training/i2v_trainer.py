@@ -44,8 +44,8 @@ from ..models.transformer import OpenSoraInpaint
 from ..models.vae import WFVAE
 from ..parallel import enable_sequence_parallel
 from .checkpoints import resolve_resume, save_checkpoint
-from .runtime import (DEFAULT_COLLECTIVE_TIMEOUT, check_same_flags, gathered_parameters, hidden_from_transformers,
-                      make_accelerator, reported_peer_failures, zero_stage)
+from .runtime import (DEFAULT_COLLECTIVE_TIMEOUT, build_and_train, check_same_flags, gathered_parameters,
+                      hidden_from_transformers, make_accelerator, zero_stage)
 
 logger = logging.getLogger(__name__)
 
@@ -701,11 +701,4 @@ def check_resume_layout(checkpoint: Path, saved: dict | None, now: dict) -> None
 def train(config: TrainConfig, trainer_class=None) -> dict:
     """Build the trainer (``trainer_class``, default I2VTrainer) and train; with several processes a peer
     that dies or goes silent is reported as one ``PeerFailure`` line (see ``reported_peer_failures``)."""
-    built = []
-
-    def where() -> str:
-        return f"at step {built[0].step}" if built else "while starting"
-
-    with reported_peer_failures(config.collective_timeout, where, config.output_dir):
-        built.append((trainer_class or I2VTrainer)(config))
-        return built[0].train()
+    return build_and_train(trainer_class or I2VTrainer, config, config.output_dir)

@@ -30,13 +30,27 @@ def make_accelerator(mixed_precision: str, collective_timeout: float = DEFAULT_C
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
     group = {"timeout": datetime.timedelta(seconds=collective_timeout)}
     cpu_only = multi_process and not torch.cuda.is_available()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        if cpu_only:
-            group["backend"] = "gloo"
-        kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(**group)]
-        return Accelerator(mixed_precision=mixed_precision, **kwargs)
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if deepspeed and cpu_only:
+        group["backend"] = "gloo"
     kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(**group)]
+    if deepspeed:
+        return Accelerator(mixed_precision=mixed_precision, **kwargs)
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu_only, **kwargs)
+
+
+def build_and_train(trainer_class, config, output_dir) -> dict:
+    """``trainer_class(config).train()``; with several processes a peer that dies or goes silent, while
+    the trainer starts or trains, is reported as one ``PeerFailure`` line naming the step and the newest
+    checkpoint of ``output_dir`` (see ``reported_peer_failures``)."""
+    built = []
+
+    def where() -> str:
+        return f"at step {built[0].step}" if built else "while starting"
+
+    with reported_peer_failures(config.collective_timeout, where, output_dir):
+        built.append(trainer_class(config))
+        return built[0].train()
 
 
 class PeerFailure(RuntimeError):

@@ -29,7 +29,7 @@ from ..models.vae import WFVAE
 from ..utils.files import atomic_directory
 from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 from .discriminator import PatchDiscriminator3D
-from .runtime import DEFAULT_COLLECTIVE_TIMEOUT, check_same_flags, make_accelerator, reported_peer_failures
+from .runtime import DEFAULT_COLLECTIVE_TIMEOUT, build_and_train, check_same_flags, make_accelerator
 from .vae_losses import VAELossWeights, discriminator_loss, generator_loss
 
 logger = logging.getLogger(__name__)
@@ -310,11 +310,4 @@ class VAETrainer:
 
 def train_vae(config: VAETrainConfig) -> dict:
     """Build the trainer and train; a peer process lost is one ``PeerFailure`` (soraplan.training.runtime)."""
-    built = []
-
-    def where() -> str:
-        return f"at step {built[0].step}" if built else "while starting"
-
-    with reported_peer_failures(config.collective_timeout, where, config.ckpt_dir):
-        built.append(VAETrainer(config))
-        return built[0].train()
+    return build_and_train(VAETrainer, config, config.ckpt_dir)
