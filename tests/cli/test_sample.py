@@ -266,6 +266,30 @@ def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
     assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "sp" / name)[0])
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
+def test_long_videos_are_the_same_alone_and_over_ddp(assets, tmp_path):
+    """Two prompts, each a 17-frame video of two 9-frame segments, on two processes (one prompt each):
+    every long video is the one a single process makes with the same seed."""
+    prompts, conditions = tmp_path / "prompts.txt", tmp_path / "cond.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    conditions.write_text(f"{assets / 'a.png'}\n{assets / 'b.png'}\n")
+    args = ["--model_path", assets / "pipe", "--text_prompt", prompts, "--conditional_pixel_values_path", conditions,
+            "--crf", "0", *FAST, "--num_frames", 17, "--segment_frames", 9]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    single = sample(*args, "--save_img_path", tmp_path / "one", env=one_thread)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = sample(*args, "--save_img_path", tmp_path / "two", env=one_thread,
+                 launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"])
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "[rank 0] prompt 0" in ddp.stdout and "[rank 1] prompt 1" in ddp.stdout, ddp.stdout
+    for index in range(2):
+        name = f"EulerAncestralDiscrete_{index}_f17_s3.mp4"
+        alone, parallel = read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "two" / name)[0]
+        assert alone.shape[0] == 17 and np.array_equal(alone, parallel), index
+    assert not np.array_equal(read_video(tmp_path / "one" / "EulerAncestralDiscrete_0_f17_s3.mp4")[0],
+                              read_video(tmp_path / "one" / "EulerAncestralDiscrete_1_f17_s3.mp4")[0])
+
+
 def test_text_to_video_model(assets, tmp_path):
     result = sample("--model_type", "t2v", "--model_path", assets / "t2v_pipe", "--text_prompt", "a sunset",
                     "--height", "32", "--width", "48", "--save_img_path", tmp_path, *FAST)
