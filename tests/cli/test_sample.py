@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -228,8 +229,6 @@ def test_user_mistakes(assets, tmp_path, args, message):
 def test_long_video_with_a_prompt_per_segment_streams_one_mp4_and_replays(assets, tmp_path):
     """--extend 1 on segments of 9 frames: 9 + 4 = 13 frames in two segments, one prompt each; the sidecar
     records the segments and the frames' hash, and --from_json regenerates the same frames."""
-    import json
-
     args = ["--model_path", assets / "pipe", "--conditional_pixel_values_path", assets / "a.png", "--segment_frames",
             9, "--extend", 1, "--num_sampling_steps", 2, "--max_sequence_length", 24, "--prompt_template", "{}"]
     result = sample(*args, "--text_prompt", "a red circle | a blue circle", "--save_img_path", tmp_path / "out")
@@ -259,10 +258,15 @@ def test_long_video_with_a_prompt_per_segment_streams_one_mp4_and_replays(assets
 
 @pytest.mark.slow
 def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
+    """29 frames in 13-frame segments starting at 0, 8 and 16: every segment is 4 latent frames, split 2 + 2
+    over the two ranks with no padding, so the video is bit-identical (a shorter last segment would be padded
+    and masked, which moves float sums: test_sequence_parallel_matches_one_process bounds that case)."""
     args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",
-            assets / "a.png", "--crf", "0", *FAST, "--num_frames", 25, "--segment_frames", 13, "--anchor"]
+            assets / "a.png", "--crf", "0", *FAST, "--num_frames", 29, "--segment_frames", 13, "--anchor"]
     alone_and_sequence_parallel(args, tmp_path)
-    name = "EulerAncestralDiscrete_0_f25_s3.mp4"
+    name = "EulerAncestralDiscrete_0_f29_s3.mp4"
+    record = json.loads((tmp_path / "sp" / name).with_suffix(".json").read_text())
+    assert [s["num_frames"] for s in record["long_video"]["segments"]] == [13, 13, 13]
     assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "sp" / name)[0])
 
 
