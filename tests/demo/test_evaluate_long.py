@@ -50,6 +50,19 @@ def test_a_seam_jump_and_a_recoloured_shape_miss_the_targets():
     assert summary["segments"][-1]["shape_and_colour_kept"] == 0.0 and not summary["kept_target_met"]
 
 
+def test_a_jump_inside_the_overlap_is_a_seam_too():
+    """Crossfading moves a seam's jump into the overlap frames (12-16 for segment 2, new frames from 17):
+    a jump there counts as the seam, however ordinary the step into the new frames is."""
+    scene = random_scene(random.Random(3), frames=33, size=64)
+    while scene.direction == "still":
+        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    assert segments_of(33)[1]["start"] == 12
+    video = render(scene, 33, 64).astype(np.int16)
+    video[14:] += 12  # a step inside the overlap, two frames before the new frames
+    summary = measured(np.clip(video, 0, 255).astype(np.uint8), scene.direction)
+    assert summary["seam_ratio"] > 1.5 and not summary["seam_target_met"]
+
+
 def test_a_shape_that_leaves_the_picture_is_not_in_view():
     frame = np.zeros((64, 64, 3), np.uint8)
     frame[20:30, 20:30] = (255, 0, 0)

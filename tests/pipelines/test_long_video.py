@@ -98,21 +98,36 @@ def test_each_segment_is_given_the_frames_the_video_already_has(tiny, anchor):
         assert segment["mask_type"] == "continuation" and segment["anchored"] == anchor
 
 
-def test_crossfade_fades_each_overlap_from_the_given_frames_to_the_segments_own(tiny):
-    calls = []
-    out, _ = run_long(tiny, calls, num_frames=25, crossfade=True)
+@pytest.mark.parametrize("anchor", [False, True])
+def test_crossfade_fades_each_overlap_from_the_given_frames_to_the_segments_own(tiny, anchor):
+    """The overlap's frames blend the previous segment's version into the new segment's own; anchored,
+    the new segment's frame 0 is its version of the anchor (the first frame), which must not bleed into
+    the overlap's first frame: that one stays as it was, and the fade runs over the other four."""
+    calls, plain = [], []
+    out, image = run_long(tiny, calls, num_frames=25, crossfade=True, anchor=anchor)
+    before, _ = run_long(tiny, plain, num_frames=25, anchor=anchor)  # the same chain, no fading
     video = out.videos[0].astype(np.float32)
     assert video.shape[0] == 25 and all(s["crossfade"] for s in out.segments[1:])
-    weight = np.arange(1, 6, dtype=np.float32)[:, None, None, None] / 6
+    skip = 1 if anchor else 0
+    weight = np.arange(1, 6 - skip, dtype=np.float32)[:, None, None, None] / (6 - skip)
     for call, segment in zip(calls[1:], out.segments[1:]):
-        given = np.stack([image for _, image in sorted(zip(call["condition_indices"], call["conditions"]),
-                                                      key=lambda pair: pair[0])]).astype(np.float32)
-        faded = np.round((1 - weight) * given + weight * call["made"][:5].astype(np.float32))
+        start = segment["start"]
+        previous = video[start:start + 5].copy()
+        previous[skip:] = np.stack([image for index, image in zip(call["condition_indices"], call["conditions"])
+                                    if index >= skip])  # what this segment was given (the anchor aside)
+        faded = previous.copy()
+        faded[skip:] = np.round((1 - weight) * previous[skip:] + weight * call["made"][skip:5].astype(np.float32))
+        if anchor:
+            assert np.array_equal(call["conditions"][0], image)  # given the user's first frame, not faded in
         if segment is out.segments[-1]:  # (earlier ones' later frames are faded again by the next overlap)
-            np.testing.assert_array_equal(video[segment["start"]:segment["start"] + 5], faded)
-            np.testing.assert_array_equal(video[segment["start"] + 5:], call["made"][5:])  # its own frames
+            np.testing.assert_array_equal(video[start:start + 5], faded)
+            np.testing.assert_array_equal(video[start + 5:], call["made"][5:])  # its own frames
         else:  # frame start + 4 is the next segment's first overlap frame
-            np.testing.assert_array_equal(video[segment["start"]:segment["start"] + 4], faded[:4])
+            np.testing.assert_array_equal(video[start:start + 4], faded[:4])
+    if anchor:  # the second segment's first overlap frame is still the first segment's own
+        start = out.segments[1]["start"]
+        np.testing.assert_array_equal(video[start], calls[0]["made"][start])
+    assert not np.array_equal(out.videos, before.videos)
 
 
 def test_same_seed_same_long_video_and_keyframes_on_the_long_timeline(tiny):

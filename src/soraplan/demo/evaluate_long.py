@@ -14,9 +14,12 @@ video, on the frames it adds:
   drift, and shape and colour are judged on the shapes still in view;
 * shape and colour kept: at the segment's last frame, against the first frame's shape (the i2v rule
   of soraplan.demo.evaluate), over the clips whose shape is in view there;
-* seams: the mean absolute frame difference across each seam (the last frame before a segment's
-  new frames and its first) divided by the mean over consecutive frames inside the segments' new
-  frames; 1 is a seam no larger than an ordinary frame step.
+* seams: a seam's step is the largest mean absolute frame difference over the frames where a seam
+  can show: from the last frame before the segment's overlap to its first new frame (with
+  ``crossfade`` the overlap frames are blended, which spreads a jump over them instead of removing
+  it, so the single step into the new frames would flatter it). The seam ratio divides the mean seam
+  step by the mean step between consecutive frames elsewhere in the segments' new frames; 1 is a seam
+  no larger than an ordinary frame step.
 
 Targets (the long-video issue): the last segment keeps shape and colour within 10 points of the first
 segment, and seams are no larger than 1.5 times the frame-to-frame change inside segments.
@@ -57,9 +60,16 @@ def segment_rows(video: np.ndarray, segments: list[dict], direction: str, diagon
     reference = segment_shape(video[0])
     path = track(video, reference.colour)
     steps = frame_steps(video)
-    rows, seams, inside = [], [], []
+    rows, seams, near_seams = [], [], set()
     for segment in segments:
         start = segment["start"] + segment["overlap"]  # its first new frame
+        if start > 0 and segment["overlap"]:
+            window = range(max(segment["start"] - 1, 0), start)  # step k: frame k -> k + 1
+            seams.append(float(steps[list(window)].max()))
+            near_seams.update(window)
+    inside = []
+    for segment in segments:
+        start = segment["start"] + segment["overlap"]
         end = segment["start"] + segment["num_frames"]
         window = path[segment["start"]:end]
         moved = direction_of(window, diagonals) if len(window) > 1 else None
@@ -68,9 +78,7 @@ def segment_rows(video: np.ndarray, segments: list[dict], direction: str, diagon
         rows.append({"segment": segment["segment"], "generated_direction": moved,
                      "direction_ok": None if moved is None else moved == direction, "in_view": visible,
                      "shape_and_colour_kept": None if kept is None else bool(kept.shape_kept and kept.colour_kept)})
-        if start > 0:
-            seams.append(float(steps[start - 1]))  # frame start-1 -> start
-        inside += [float(v) for v in steps[start:end - 1]]
+        inside += [float(steps[k]) for k in range(start, end - 1) if k not in near_seams]
     return rows, {"seam_steps": seams, "inside_steps": inside}
 
 

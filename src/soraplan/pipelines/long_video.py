@@ -265,9 +265,12 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
         if first is None:
             first = video[0].copy()
         if crossfade and segment.overlap:  # the overlap fades from the given frames to this segment's own
-            weight = np.arange(1, segment.overlap + 1, dtype=np.float32)[:, None, None, None] / (segment.overlap + 1)
-            faded = (1 - weight) * tail[-segment.overlap:] + weight * video[:segment.overlap]
-            tail = np.concatenate([tail[:-segment.overlap], np.round(faded).astype(np.uint8)])
+            # (an anchored segment's frame 0 is its version of the anchor, not of the overlap's first frame:
+            # that frame keeps the previous segment's version, and the fade runs over the rest)
+            fading = segment.overlap - 1 if anchored else segment.overlap
+            weight = np.arange(1, fading + 1, dtype=np.float32)[:, None, None, None] / (fading + 1)
+            faded = (1 - weight) * tail[-fading:] + weight * video[segment.overlap - fading:segment.overlap]
+            tail = np.concatenate([tail[:-fading], np.round(faded).astype(np.uint8)])
         made = video[segment.overlap:] if tail is None else np.concatenate([tail, video[segment.overlap:]])
         if len(made) > context:
             emit(np.ascontiguousarray(made[:-context]))
