@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -45,7 +46,8 @@ def add_parser(subparsers) -> None:
         "long videos instead of the tasks: K times the model's clip from each clip's first frame, measured per "
         "segment against that frame (direction, shape and colour kept, seams), without and with anchoring"))
     p.add_argument("--anchor", choices=("both", "off", "on"), default="both", help="with --long: which modes")
-    p.add_argument("--crossfade", action="store_true", help="with --long: fade each overlap (soraplan sample --crossfade)")
+    p.add_argument("--crossfade", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --long: fade each overlap, as soraplan sample does by default (--no-crossfade: not)")
     add_sampling_defaults(p)
     p.add_argument("--sample_method", default=None, help="the sampler, as `soraplan sample` (default: the "
                    "pipeline folder's own)")

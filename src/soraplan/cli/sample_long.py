@@ -29,9 +29,10 @@ def add_long_video_options(parser) -> None:
     group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False, help=(
         "also give every later segment the video's first frame (or the last keyframe image before it) as its "
         "frame 0, re-stating the object's look"))
-    group.add_argument("--crossfade", action="store_true", help=(
+    group.add_argument("--crossfade", action=argparse.BooleanOptionalAction, default=True, help=(
         "fade each overlap from the previous segment's frames to the next one's own, spreading the step at the "
-        "seam over the overlap (by default the overlap frames are exactly what the next segment was given)"))
+        "seam over the overlap (on by default: smaller seams, measured; --no-crossfade keeps the overlap frames "
+        "exactly what the next segment was given)"))
     group.add_argument("--loop", action="store_true", help="the last frame is the first: the video plays on repeat")
     group.add_argument("--storyboard", metavar="JSON", help=(
         "a prompt and frame count per part, [{\"prompt\": \"...\", \"num_frames\": 33}, ...]: the video's length "

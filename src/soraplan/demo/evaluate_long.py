@@ -120,7 +120,7 @@ def _rate(values: list) -> float | None:
 
 def evaluate_long(pipe, data_txt, clips: int = 64, multiple: int = 4, anchors: tuple[bool, ...] = (False, True),
                   num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                  overlap: int | None = None, crossfade: bool = False, progress=None) -> LongEvalResult:
+                  overlap: int | None = None, crossfade: bool = True, progress=None) -> LongEvalResult:
     """Long image-to-videos of ``multiple`` clip lengths from the first frames of a world's clips."""
     from ..data.video_io import read_video
     from ..pipelines.long_video import DEFAULT_OVERLAP, generate_long_video

@@ -28,7 +28,9 @@ Crossfade (``crossfade``): a segment reproduces its given overlap frames only up
 the VAE's error (about 33 dB for the demo model), so the step from the last given frame to its first
 new frame can be larger than an ordinary frame step (a seam). With crossfading, the overlap frames of
 the output fade from the previous segment's version to the new segment's own, spreading that step
-over the overlap. Off by default: the overlap frames are then exactly what the next segment was given.
+over the overlap. On by default: soraplan eval --long measured seams of about 2 frame steps without it
+and 1.6 with it on the demo model (README); off, the overlap frames are exactly what the next segment
+was given.
 
 Memory stays flat in ``N``: one segment's latents and frames exist at a time; finished frames go to
 ``on_frames`` (e.g. an mp4 writer) and only the overlap (and the anchor) is kept.
@@ -206,7 +208,7 @@ def user_keyframes(conditions: list, num_frames: int, indices: list[int] | None,
 
 def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_frames: int,
                         segment_frames: int | None = None, overlap: int = DEFAULT_OVERLAP, anchor: bool = False,
-                        loop: bool = False, crossfade: bool = False, condition_indices: list[int] | None = None, mask_type=None,
+                        loop: bool = False, crossfade: bool = True, condition_indices: list[int] | None = None, mask_type=None,
                         height: int = 352, width: int = 640, crop_for_hw: bool = False, max_hxw: int = 236544,
                         on_frames: Callable[[np.ndarray], None] | None = None,
                         on_segment: Callable[[int, int], None] | None = None, **call_kwargs) -> LongVideoOutput:
