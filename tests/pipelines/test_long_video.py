@@ -103,9 +103,9 @@ def test_crossfade_fades_each_overlap_from_the_given_frames_to_the_segments_own(
     """The overlap's frames blend the previous segment's version into the new segment's own; anchored,
     the new segment's frame 0 is its version of the anchor (the first frame), which must not bleed into
     the overlap's first frame: that one stays as it was, and the fade runs over the other four."""
-    calls, plain = [], []
+    calls = []
     out, image = run_long(tiny, calls, num_frames=25, crossfade=True, anchor=anchor)
-    before, _ = run_long(tiny, plain, num_frames=25, anchor=anchor, crossfade=False)  # the same chain, no fading
+    before, _ = run_long(tiny, num_frames=25, anchor=anchor, crossfade=False)  # the same chain, no fading
     video = out.videos[0].astype(np.float32)
     assert video.shape[0] == 25 and all(s["crossfade"] for s in out.segments[1:])
     skip = 1 if anchor else 0
