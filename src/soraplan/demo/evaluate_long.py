@@ -60,17 +60,15 @@ def segment_rows(video: np.ndarray, segments: list[dict], direction: str, diagon
     reference = segment_shape(video[0])
     path = track(video, reference.colour)
     steps = frame_steps(video)
-    rows, seams, near_seams = [], [], set()
+    rows, seams, near_seams, new_steps = [], [], set(), []
     for segment in segments:
         start = segment["start"] + segment["overlap"]  # its first new frame
-        if start > 0 and segment["overlap"]:
-            window = range(max(segment["start"] - 1, 0), start)  # step k: frame k -> k + 1
-            seams.append(float(steps[list(window)].max()))
-            near_seams.update(window)
-    inside = []
-    for segment in segments:
-        start = segment["start"] + segment["overlap"]
         end = segment["start"] + segment["num_frames"]
+        if start > 0 and segment["overlap"]:
+            seam_window = range(max(segment["start"] - 1, 0), start)  # step k: frame k -> k + 1
+            seams.append(float(steps[list(seam_window)].max()))
+            near_seams.update(seam_window)
+        new_steps += range(start, end - 1)
         window = path[segment["start"]:end]
         moved = direction_of(window, diagonals) if len(window) > 1 else None
         visible = in_view(video[end - 1])
@@ -78,7 +76,7 @@ def segment_rows(video: np.ndarray, segments: list[dict], direction: str, diagon
         rows.append({"segment": segment["segment"], "generated_direction": moved,
                      "direction_ok": None if moved is None else moved == direction, "in_view": visible,
                      "shape_and_colour_kept": None if kept is None else bool(kept.shape_kept and kept.colour_kept)})
-        inside += [float(steps[k]) for k in range(start, end - 1) if k not in near_seams]
+    inside = [float(steps[k]) for k in new_steps if k not in near_seams]  # (a later overlap lies in new frames)
     return rows, {"seam_steps": seams, "inside_steps": inside}
 
 
