@@ -12,7 +12,7 @@
 # without it are the README's figures for the embedded model). Each resumes where it stopped (lora
 # from its latest checkpoint); wall time per stage goes to $OUT/stage_times.txt.
 # Environment: OUT (default runs/demo_lora), BASE (default: the embedded pipeline), N_TRAIN, STEPS,
-# RANK, TARGETS (the adapted layers), LR, EVAL_CLIPS, NEW_TASKS (tasks measured on the new motion, default i2v), EVAL_TASKS (on the
+# RANK, ALPHA (default RANK), TARGETS (the adapted layers), LR, MASK_CONFIG, EVAL_CLIPS, NEW_TASKS (tasks measured on the new motion, default i2v), EVAL_TASKS (on the
 # old motions, default all three), EVAL_STEPS (default: the pipeline's 100), SHIP=1 to copy the adapter beside the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +22,8 @@ BASE=${BASE:-$ROOT/src/soraplan/assets/demo/pipeline}
 N_TRAIN=${N_TRAIN:-1000}
 STEPS=${STEPS:-1600}
 RANK=${RANK:-16}
+ALPHA=${ALPHA:-$RANK}
+MASK_CONFIG=${MASK_CONFIG:-$HERE/mask_config_lora.yaml}
 TARGETS=${TARGETS:-to_q,to_k,to_v,to_out.0,ff.net.0.proj,ff.net.2}
 LR=${LR:-1e-3}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
@@ -49,10 +51,10 @@ stage_data() {
 #    (mask_config_lora.yaml), the transformer frozen; the EMA of the adapter is the one shipped
 stage_lora() {
   $SORAPLAN train --model "$BASE/transformer" --pretrained "$BASE/transformer" --ae_path "$BASE/vae" \
-    --text_encoder_name_1 "$BASE/text_encoder" --lora_rank "$RANK" --lora_alpha "$RANK" \
+    --text_encoder_name_1 "$BASE/text_encoder" --lora_rank "$RANK" --lora_alpha "$ALPHA" \
     --lora_target_modules "$TARGETS" \
     --data "$OUT/train.txt" --validation_data "$OUT/world_val/data.txt" \
-    --output_dir "$OUT/run" --mask_config "$HERE/mask_config_lora.yaml" \
+    --output_dir "$OUT/run" --mask_config "$MASK_CONFIG" \
     --num_frames 17 --max_height 64 --max_width 64 --min_num_frames 17 --train_fps 8 \
     --model_max_length 80 --text_cache_dir "$OUT/text_cache" --cfg 0.1 --default_text_ratio 0.5 \
     --train_batch_size 8 --learning_rate "$LR" --lr_warmup_steps 100 --lr_scheduler constant_with_warmup \

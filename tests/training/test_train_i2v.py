@@ -35,6 +35,7 @@ def assets(tmp_path_factory):
     pipe.text_encoder.save_pretrained(root / "t5")
     pipe.tokenizer.save_pretrained(root / "t5")
     pipe.transformer.save_pretrained(root / "model")
+    pipe.save_pretrained(root / "pipeline")  # the same encoder and tokenizer in a pipeline's layout
     annotate(root / "train", make_videos(root / "train", 8, frames=12, size=32, seed=0))
     annotate(root / "val", make_videos(root / "val", 3, frames=12, size=32, seed=5))
     return root
@@ -270,3 +271,19 @@ def test_text_cache_and_tensorboard(assets, tmp_path):
     again = train(*common(assets, tmp_path / "again", *base, "--text_cache_dir", tmp_path / "cache"))
     assert again.returncode == 0
     assert records(tmp_path / "again", "train_loss") == pytest.approx(records(tmp_path / "plain", "train_loss"), rel=1e-6)
+
+
+def test_a_pipelines_text_encoder_folder_trains_as_the_encoder_with_its_tokenizer(assets, tmp_path):
+    """--text_encoder_name_1 PIPELINE/text_encoder (no tokenizer files there: they are in PIPELINE/tokenizer)
+    reads the captions as the folder that holds both does; a folder with no tokenizer is a one-line error."""
+    base = ("--train_batch_size", 2, "--max_train_steps", 2, "--checkpointing_steps", 0, "--cfg", 0.0)
+    together = train(*common(assets, tmp_path / "together", *base))
+    split = train(*common(assets, tmp_path / "split", *base, "--text_encoder_name_1", assets / "pipeline" / "text_encoder"))
+    assert together.returncode == 0 and split.returncode == 0, split.stderr[-3000:]
+    assert records(tmp_path / "split", "train_loss") == pytest.approx(records(tmp_path / "together", "train_loss"), rel=1e-6)
+    lone = tmp_path / "encoder_only"
+    lone.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (lone / name).write_bytes((assets / "t5" / name).read_bytes())
+    bad = train(*common(assets, tmp_path / "bad", *base, "--text_encoder_name_1", lone))
+    assert bad.returncode == 2 and "holds no tokenizer" in bad.stderr and "Traceback" not in bad.stderr

@@ -252,6 +252,9 @@ class I2VTrainer:
                              "small, so launch it with ZeRO-2 (deepspeed_zero2_config.yaml) or DDP")
         with hidden_from_transformers(accelerator):
             self.vae, self.text_encoder, self.tokenizer = self.load_frozen_models()
+        # in the text cache's keys: states cached with another tokenizer (one that misread the captions)
+        # are not reused
+        self._tokenizer_id = f"{type(self.tokenizer).__name__}:{len(self.tokenizer)}:{self.tokenizer.name_or_path}"
         self.vae.to(device).eval().requires_grad_(False)
         # mT5-XXL's encoder is 10.5 GiB in bf16: on a small GPU it can run on the CPU (each caption once
         # with --text_cache_dir), its states moved to the accelerator
@@ -466,7 +469,7 @@ class I2VTrainer:
 
         states, masks = [], []
         for caption in captions:
-            key = hashlib.sha1(f"{self.config.text_encoder_name_1}|{length}|{caption}".encode()).hexdigest()
+            key = hashlib.sha1(f"{self.config.text_encoder_name_1}|{self._tokenizer_id}|{length}|{caption}".encode()).hexdigest()
             path = Path(self.config.text_cache_dir) / f"{key}.safetensors"
             if path.is_file():
                 cached = load_file(str(path))
