@@ -17,6 +17,22 @@ from soraplan.demo.world import Scene, render
 from .test_cli import soraplan
 
 
+def moves_as_captioned(pipe, scene: Scene, first: np.ndarray, directions: tuple[str, ...],
+                       colour: tuple[int, int, int], diagonals: bool = False, seeds: int = 4) -> list[bool]:
+    """For each seed and direction: an i2v video of ``first`` captioned as ``scene`` moving that way, and
+    whether the shape (tracked by ``colour``) went the captioned way."""
+    from soraplan.demo.evaluate import direction_of, track
+
+    moved = []
+    for seed in range(seeds):
+        for direction in directions:
+            caption = dataclasses.replace(scene, direction=direction).caption
+            video = pipe(caption, conditions=[first], num_frames=17, height=64, width=64,
+                         generator=torch.Generator().manual_seed(seed)).videos[0]
+            moved.append(direction_of(track(video, colour), diagonals=diagonals) == direction)
+    return moved
+
+
 def test_demo_writes_the_three_examples_and_a_contact_sheet(tmp_path):
     out = tmp_path / "demo"
     result = soraplan("demo", "--output-dir", out, "--num_sampling_steps", "4")
@@ -37,7 +53,7 @@ def test_demo_animates_your_image_as_the_prompt_says(tmp_path):
     """A user's own first frame: the output starts with it, and the shape moves the way the prompt says
     (judged over a few seeds: one sample of a small model is not a statistic)."""
     from soraplan.demo.assets import demo_pipeline_path
-    from soraplan.demo.evaluate import direction_of, psnr, track
+    from soraplan.demo.evaluate import psnr
     from soraplan.pipelines import load_pipeline
 
     scene = Scene("square", "yellow", "right", "dark blue", False, 9.0, (16.0, 20.0), 1.6)
@@ -52,13 +68,7 @@ def test_demo_animates_your_image_as_the_prompt_says(tmp_path):
 
     pipe = load_pipeline(str(demo_pipeline_path()))
     pipe.set_progress_bar_config(disable=True)
-    moves = []
-    for seed in range(4):
-        for direction in ("right", "down"):
-            caption = dataclasses.replace(scene, direction=direction).caption
-            video = pipe(caption, conditions=[first], num_frames=17, height=64, width=64,
-                         generator=torch.Generator().manual_seed(seed)).videos[0]
-            moves.append(direction_of(track(video, (235, 215, 40))) == direction)
+    moves = moves_as_captioned(pipe, scene, first, ("right", "down"), (235, 215, 40))
     assert sum(moves) >= 6, moves  # the same image goes where each prompt says
 
 
@@ -196,27 +206,17 @@ def test_the_shipped_diagonal_adapter_teaches_the_embedded_model_diagonal_motion
     captioned to move diagonally, goes the captioned way with the shipped adapter in most seeds and in
     hardly any without it (the model was trained on left, right, up, down and still only)."""
     from soraplan.demo.assets import demo_pipeline_path
-    from soraplan.demo.evaluate import direction_of, track
     from soraplan.pipelines import load_pipeline
     from soraplan.pipelines.lora import apply_loras, resolve_lora_specs
 
     scene = Scene("circle", "green", "up-right", "black", False, 9.0, (30.0, 34.0), 1.2, style="drawn")
     first = render(scene, 1, 64)[0]  # hard-edged, drawn by PIL
     colour = tuple(int(c) for c in first[34, 30])  # the shape's own colour at its centre
-
-    def moves(pipe) -> list[bool]:
-        correct = []
-        for seed in range(4):
-            for direction in ("up-right", "down-left"):
-                caption = dataclasses.replace(scene, direction=direction).caption
-                video = pipe(caption, conditions=[first], num_frames=17, height=64, width=64,
-                             generator=torch.Generator().manual_seed(seed)).videos[0]
-                correct.append(direction_of(track(video, colour), diagonals=True) == direction)
-        return correct
+    directions = ("up-right", "down-left")
 
     pipe = load_pipeline(str(demo_pipeline_path()))
     pipe.set_progress_bar_config(disable=True)
-    without = moves(pipe)
+    without = moves_as_captioned(pipe, scene, first, directions, colour, diagonals=True)
     apply_loras(pipe, resolve_lora_specs(["diagonal"]), fuse=True)
-    with_adapter = moves(pipe)
+    with_adapter = moves_as_captioned(pipe, scene, first, directions, colour, diagonals=True)
     assert sum(with_adapter) >= 6 and sum(without) <= 2, (with_adapter, without)
