@@ -36,6 +36,10 @@ def test_a_lora_run_writes_an_adapter_that_sampling_loads(assets, tmp_path):  # 
     for folder in (out / "lora", out / "checkpoint-12" / "lora", out / "checkpoint-12" / "lora_ema"):
         weights = load_file(folder / ADAPTER)
         assert weights and all(k.startswith("transformer.") and ".lora_" in k for k in weights), folder
+    from soraplan.utils.files import current_umask
+
+    readable = 0o044 & ~current_umask()  # safetensors writes 0600; published files are as the umask allows
+    assert all((p.stat().st_mode & 0o044) == readable for p in out.rglob("*.safetensors"))
     base_bytes = (assets / "model" / "diffusion_pytorch_model.safetensors").stat().st_size
     state = out / "checkpoint-12" / "accelerate_state"
     assert sum(p.stat().st_size for p in state.iterdir() if "model" in p.name) < base_bytes / 3

@@ -70,6 +70,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra,
     """
     import os
 
+    from ..utils.files import open_to_umask
+
     output_dir = Path(output_dir)
     target = output_dir / f"checkpoint-{step}"
     staging = output_dir / f".checkpoint-{step}.partial"
@@ -85,6 +87,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, write_extra,
         if accelerator.is_main_process:
             write_extra(staging)
     if accelerator.is_main_process:
+        open_to_umask(staging)  # safetensors writes 0600 files
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
