@@ -13,7 +13,8 @@
 # from its latest checkpoint); wall time per stage goes to $OUT/stage_times.txt.
 # Environment: OUT (default runs/demo_lora), BASE (default: the embedded pipeline), N_TRAIN, STEPS,
 # RANK, ALPHA (default 2 × RANK), TARGETS (the adapted layers), LR, LR_SCHEDULER, EMA_DECAY, MASK_CONFIG, EVAL_CLIPS, NEW_TASKS (tasks measured on the new motion, default i2v), EVAL_TASKS (on the
-# old motions, default all three), EVAL_STEPS (default: the pipeline's 100), SHIP=1 to copy the adapter beside the embedded pipeline.
+# old motions, default all three), EVAL_STEPS (default: the pipeline's 100), SCALE (the adapter's strength, measured
+# and shipped: default 0.8), SHIP=1 to copy the adapter, SCALE folded in, beside the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -32,6 +33,7 @@ EVAL_CLIPS=${EVAL_CLIPS:-64}
 NEW_TASKS=${NEW_TASKS:-i2v}
 EVAL_TASKS=${EVAL_TASKS:-i2v,transition,continuation}
 EVAL_STEPS=${EVAL_STEPS:-}
+SCALE=${SCALE:-0.8}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
@@ -67,21 +69,24 @@ stage_lora() {
 }
 
 # 3. what the adapter does: the new motion without and with it (i2v: the task that must follow the
-#    caption's motion from a single frame), the old motions with it (every task)
+#    caption's motion from a single frame), the old motions with it (every task); at SCALE, since at
+#    full strength the adapter keeps shape and colour less well (0.8 measured best: README)
 stage_eval() {
   local adapter="$OUT/run/lora_ema" steps=()
   [ -z "$EVAL_STEPS" ] || steps=(--num_sampling_steps "$EVAL_STEPS")
   $SORAPLAN eval --pipeline "$BASE" --motions diagonal --clips "$EVAL_CLIPS" --tasks "$NEW_TASKS" "${steps[@]}" \
     --output "$OUT/eval_diagonal_base.json"
-  $SORAPLAN eval --pipeline "$BASE" --lora "$adapter" --motions diagonal --clips "$EVAL_CLIPS" \
+  $SORAPLAN eval --pipeline "$BASE" --lora "$adapter:$SCALE" --motions diagonal --clips "$EVAL_CLIPS" \
     --tasks "$NEW_TASKS" "${steps[@]}" --output "$OUT/eval_diagonal_lora.json"
-  $SORAPLAN eval --pipeline "$BASE" --lora "$adapter" --clips "$EVAL_CLIPS" --tasks "$EVAL_TASKS" "${steps[@]}" \
+  $SORAPLAN eval --pipeline "$BASE" --lora "$adapter:$SCALE" --clips "$EVAL_CLIPS" --tasks "$EVAL_TASKS" "${steps[@]}" \
     --output "$OUT/eval_axis_lora.json"
-  if [ "${SHIP:-0}" = 1 ]; then  # the adapter and examples of its motion for `soraplan demo --lora diagonal`
-    local shipped="$ROOT/src/soraplan/assets/demo/loras/diagonal"
+  if [ "${SHIP:-0}" = 1 ]; then  # the adapter (SCALE folded in: --lora diagonal is what was measured) and
+    local shipped="$ROOT/src/soraplan/assets/demo/loras/diagonal"  # examples of its motion for the demo
     $PYTHON -m soraplan.demo.recipe examples "$OUT/examples" --motions diagonal
-    rm -rf "$shipped.partial" && mkdir -p "$shipped.partial"
-    cp "$adapter"/*.safetensors "$OUT/examples"/* "$shipped.partial"/
+    rm -rf "$shipped.partial" "$OUT/scaled"
+    $SORAPLAN lora scale --lora "$adapter:$SCALE" -o "$OUT/scaled"
+    mkdir -p "$shipped.partial"
+    cp "$OUT/scaled"/*.safetensors "$OUT/examples"/* "$shipped.partial"/
     rm -rf "$shipped" && mv "$shipped.partial" "$shipped"
   fi
 }

@@ -175,3 +175,28 @@ def test_an_adapter_shipped_beside_the_demo_model_is_named_by_its_folder(tmp_pat
     assert resolve_lora_specs(["wiggle"])[0][0].resolve() == (mine / "pytorch_lora_weights.safetensors").resolve()
     with pytest.raises(FileNotFoundError, match=r"shipped with the demo model \(wiggle\)"):
         resolve_lora_specs(["wobble"])
+
+
+def test_lora_scale_folds_a_strength_into_the_adapter(adapters, tmp_path, capsys):
+    """`soraplan lora scale --lora IN:S -o OUT`: OUT at weight 1 samples what IN does at weight S, and
+    keeps IN's adapter config (rank, alpha, targets)."""
+    from soraplan.cli.main import main
+    from soraplan.pipelines.lora import read_lora_file
+
+    style, _ = adapters
+    assert main(["lora", "scale", "--lora", f"{style}:0.6", "-o", str(tmp_path / "scaled")]) == 0
+    (_, original), (_, scaled) = read_lora_file(style), read_lora_file(tmp_path / "scaled")
+    assert scaled == original and scaled["transformer.r"] == 4
+    at_scale = build_tiny_pipeline()
+    at_scale.load_lora_weights(style, adapter_name="style")
+    at_scale.set_adapters(["style"], [0.6])
+    folded = build_tiny_pipeline()
+    folded.load_lora_weights(tmp_path / "scaled", adapter_name="scaled")
+    expected, got = latents(at_scale), latents(folded)
+    assert (expected - latents(build_tiny_pipeline())).abs().max() > 1e-3  # the adapter does something
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    capsys.readouterr()
+    for args in (["--lora", str(style), "--lora", str(style)], ["--lora", str(tmp_path / "nothing")]):
+        code = main(["lora", "scale", *args, "-o", str(tmp_path / "bad")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and not (tmp_path / "bad").exists()

@@ -51,6 +51,25 @@ def read_lora_file(source: str | Path | dict, weight_name: str | None = None) ->
     return state_dict, json.loads(raw) if raw else None
 
 
+def save_scaled_adapter(source: str | Path, scale: float, out_dir: str | Path) -> Path:
+    """Write ``source``'s adapter into the new folder ``out_dir`` with every ``lora_B`` times ``scale``:
+    the update ``(alpha / r) * B @ A`` of each layer is then ``scale`` times the original, so the copy at
+    weight 1 is the original at weight ``scale`` (exact up to float rounding). The metadata (peft config:
+    rank, alpha, targets) is kept as it is. Written whole, then renamed."""
+    from ..utils.files import atomic_directory
+
+    state_dict, metadata = read_lora_file(source)
+    if not any(".lora_B." in key for key in state_dict):
+        raise ValueError(f"LoRA {source}: holds no lora_B weights to scale")
+    scaled = {key: value * scale if ".lora_B." in key else value for key, value in state_dict.items()}
+    layers = {key.removeprefix(f"{PREFIX}."): value for key, value in scaled.items()}
+    config = {key.removeprefix(f"{PREFIX}."): value for key, value in (metadata or {}).items()} or None
+    with atomic_directory(out_dir) as folder:
+        OpenSoraLoraLoaderMixin.save_lora_weights(folder, transformer_lora_layers=layers,
+                                                  transformer_lora_adapter_metadata=config)
+    return Path(out_dir)
+
+
 def check_lora_fits(transformer: torch.nn.Module, state_dict: dict, name: str) -> None:
     """Raise ValueError (one sentence) unless every lora_A / lora_B pair fits a Linear of ``transformer``."""
     pairs: dict[str, dict[str, torch.Tensor]] = {}
