@@ -83,10 +83,9 @@ stage_eval() {
   if [ "${SHIP:-0}" = 1 ]; then  # the adapter (SCALE folded in: --lora diagonal is what was measured) and
     local shipped="$ROOT/src/soraplan/assets/demo/loras/diagonal"  # examples of its motion for the demo
     $PYTHON -m soraplan.demo.recipe examples "$OUT/examples" --motions diagonal
-    rm -rf "$shipped.partial" "$OUT/scaled"
-    $SORAPLAN lora scale --lora "$adapter:$SCALE" -o "$OUT/scaled"
-    mkdir -p "$shipped.partial"
-    cp "$OUT/scaled"/*.safetensors "$OUT/examples"/* "$shipped.partial"/
+    rm -rf "$shipped.partial"
+    $SORAPLAN lora scale --lora "$adapter:$SCALE" -o "$shipped.partial"
+    cp "$OUT/examples"/* "$shipped.partial"/
     rm -rf "$shipped" && mv "$shipped.partial" "$shipped"
   fi
 }

@@ -200,3 +200,9 @@ def test_lora_scale_folds_a_strength_into_the_adapter(adapters, tmp_path, capsys
         code = main(["lora", "scale", *args, "-o", str(tmp_path / "bad")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and not (tmp_path / "bad").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")  # -o never overwrites a folder with something in it
+    code = main(["lora", "scale", "--lora", f"{style}:0.5", "-o", str(tmp_path / "mine")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not empty" in err[0]
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

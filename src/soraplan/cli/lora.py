@@ -39,9 +39,7 @@ def run(args) -> int:
 
     if not args.lora:
         raise UserError("give at least one --lora PATH[:SCALE] to merge")
-    out = Path(args.output_dir)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"-o {out} exists and is not empty: give a new folder")
+    out = new_output_folder(args.output_dir)
     try:
         loras = resolve_lora_specs(args.lora)
         base = resolve_model_flag(args.model_path, "--model_path", args.subfolder, args.revision).folder
@@ -54,6 +52,14 @@ def run(args) -> int:
     merged = ", ".join(f"{name} x {scale:g}" for name, (_, scale) in zip(names, loras))
     print(f"merged {merged} into {args.model_path} -> {out}")
     return 0
+
+
+def new_output_folder(value: str) -> Path:
+    """``-o``: a folder that does not exist yet or is empty (nothing of the user's is overwritten)."""
+    out = Path(value)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"-o {out} exists and is not empty: give a new folder")
+    return out
 
 
 def load_target(folder: Path):
@@ -74,9 +80,7 @@ def run_scale(args) -> int:
 
     if not args.lora or len(args.lora) != 1:
         raise UserError("give exactly one --lora PATH:SCALE to scale")
-    out = Path(args.output_dir)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"-o {out} exists and is not empty: give a new folder")
+    out = new_output_folder(args.output_dir)
     try:
         [(file, factor)] = resolve_lora_specs(args.lora)
         save_scaled_adapter(file, factor, out)
