@@ -63,6 +63,27 @@ def test_a_jump_inside_the_overlap_is_a_seam_too():
     assert summary["seam_ratio"] > 1.5 and not summary["seam_target_met"]
 
 
+def test_frames_in_pairs_are_no_seam_but_a_jump_between_pairs_is():
+    """WF-VAE decodes frames in pairs, so a model's frame steps alternate small and large: a seam-free
+    video of that kind is no seam (its seam windows are judged against stretches inside of the same
+    length, not against the mean step), while a jump at the seam still is one."""
+    scene = random_scene(random.Random(3), frames=33, size=64)
+    while scene.direction == "still":
+        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    smooth = render(scene, 33, 64)
+    paired = smooth.copy()
+    paired[2::2] = smooth[1:-1:2]  # frame 2k repeats frame 2k - 1: steps x, 0, 2x, 0, 2x, ...
+    steps = np.abs(np.diff(paired.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+    assert steps[2::2].mean() > 0 and steps[1::2].max() == 0  # the pattern is there
+    summary = measured(paired, scene.direction)
+    assert summary["seam_target_met"] and 0.6 < summary["seam_ratio"] < 1.4
+    assert summary["mean_seam_step"] / summary["mean_inside_step"] > 1.5  # what a window-max / mean-step ratio said
+    jumped = paired.astype(np.int16)
+    jumped[17:] += 12  # segment 2's new frames come out brighter
+    summary = measured(np.clip(jumped, 0, 255).astype(np.uint8), scene.direction)
+    assert summary["seam_ratio"] > 1.5 and not summary["seam_target_met"]
+
+
 def test_a_shape_that_leaves_the_picture_is_not_in_view():
     frame = np.zeros((64, 64, 3), np.uint8)
     frame[20:30, 20:30] = (255, 0, 0)

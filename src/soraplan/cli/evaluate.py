@@ -201,7 +201,7 @@ def format_long(summaries: dict[str, dict]) -> str:
                     ("direction_ok", 9), ("in_view", 8), ("shape_and_colour_kept", 6)))
                 lines.append(f"{f'{name} / {mode} / {index + 1}':34s} {cells}")
             ratio = summary["seam_ratio"]
-            lines.append(f"{f'{name} / {mode} / seams':34s} seam / inside frame step "
+            lines.append(f"{f'{name} / {mode} / seams':34s} seam / as long a stretch inside "
                          f"{'n/a' if ratio is None else f'{ratio:.2f}'} (target <= 1.5); last segment kept within "
                          f"10 points of the first: {summary['kept_target_met']}")
     return "\n".join(lines)
