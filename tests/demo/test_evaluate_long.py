@@ -8,13 +8,21 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from soraplan.demo.evaluate_long import LongEvalResult, in_view, segment_rows
-from soraplan.demo.world import random_scene, render
+from soraplan.demo.evaluate_long import LongEvalResult, frame_steps, in_view, segment_rows
+from soraplan.demo.world import Scene, random_scene, render
 from soraplan.pipelines.long_video import plan_long_video
 
 
 def segments_of(num_frames: int, clip: int = 17) -> list[dict]:
     return [dict(asdict(s), segment=s.index) for s in plan_long_video(num_frames, clip, ["p"]).segments]
+
+
+def moving_scene() -> Scene:
+    """A 33-frame scene of the world whose shape moves (a still one has no frame steps to compare)."""
+    scene = random_scene(random.Random(3), frames=33, size=64)
+    while scene.direction == "still":
+        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    return scene
 
 
 def measured(video, direction, num_frames=33) -> dict:
@@ -35,9 +43,7 @@ def test_the_world_itself_keeps_everything_and_has_no_seams(seed):
 
 
 def test_a_seam_jump_and_a_recoloured_shape_miss_the_targets():
-    scene = random_scene(random.Random(3), frames=33, size=64)
-    while scene.direction == "still":
-        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    scene = moving_scene()
     video = render(scene, 33, 64).astype(np.int16)
     video[17:] += 12  # segment 2 (new frames from 17) comes out brighter: a visible seam
     summary = measured(np.clip(video, 0, 255).astype(np.uint8), scene.direction)
@@ -53,9 +59,7 @@ def test_a_seam_jump_and_a_recoloured_shape_miss_the_targets():
 def test_a_jump_inside_the_overlap_is_a_seam_too():
     """Crossfading moves a seam's jump into the overlap frames (12-16 for segment 2, new frames from 17):
     a jump there counts as the seam, however ordinary the step into the new frames is."""
-    scene = random_scene(random.Random(3), frames=33, size=64)
-    while scene.direction == "still":
-        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    scene = moving_scene()
     assert segments_of(33)[1]["start"] == 12
     video = render(scene, 33, 64).astype(np.int16)
     video[14:] += 12  # a step inside the overlap, two frames before the new frames
@@ -67,13 +71,11 @@ def test_frames_in_pairs_are_no_seam_but_a_jump_between_pairs_is():
     """WF-VAE decodes frames in pairs, so a model's frame steps alternate small and large: a seam-free
     video of that kind is no seam (its seam windows are judged against stretches inside of the same
     length, not against the mean step), while a jump at the seam still is one."""
-    scene = random_scene(random.Random(3), frames=33, size=64)
-    while scene.direction == "still":
-        scene = random_scene(random.Random(scene.start[0] + 1), frames=33, size=64)
+    scene = moving_scene()
     smooth = render(scene, 33, 64)
     paired = smooth.copy()
     paired[2::2] = smooth[1:-1:2]  # frame 2k repeats frame 2k - 1: steps x, 0, 2x, 0, 2x, ...
-    steps = np.abs(np.diff(paired.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+    steps = frame_steps(paired)
     assert steps[2::2].mean() > 0 and steps[1::2].max() == 0  # the pattern is there
     summary = measured(paired, scene.direction)
     assert summary["seam_target_met"] and 0.6 < summary["seam_ratio"] < 1.4

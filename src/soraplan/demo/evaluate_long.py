@@ -111,7 +111,7 @@ class LongEvalResult:
             seams = [v for video in self.videos if video["anchor"] == anchor for v in video["seam_steps"]]
             inside = [v for video in self.videos if video["anchor"] == anchor for v in video["inside_steps"]]
             stretches = [v for video in self.videos if video["anchor"] == anchor
-                         for v in video.get("inside_window_maxima", ())]
+                         for v in video["inside_window_maxima"]]
             seam_ratio = (float(np.mean(seams) / np.mean(stretches))
                           if seams and stretches and np.mean(stretches) > 0 else None)
             first, last = per_segment[0]["shape_and_colour_kept"], per_segment[-1]["shape_and_colour_kept"]
