@@ -71,6 +71,7 @@ def test_direct_paths_keyframes_samples_and_png(assets, tmp_path):
     assert sorted(p.suffix for p in (tmp_path / "img").iterdir()) == [".json", ".png"]
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_two_process_ddp_matches_one_process(assets, tmp_path):
     args = ["--model_path", assets / "pipe", "--text_prompt", assets / "prompts.txt",
             "--conditional_pixel_values_path", assets / "cond.txt", "--crf", "0", *FAST]  # lossless: exact frames
@@ -139,6 +140,7 @@ def test_cfg_parallel_matches_one_process(assets, tmp_path):
         assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8, (np.abs(a - b).mean(), np.abs(a - b).max())
 
 
+@pytest.mark.dist  # four processes: `make test-dist`
 def test_sequence_and_cfg_parallel_together_on_four_processes(assets, tmp_path):
     """Even ranks: the unconditional half, odd ranks: the conditional one, each split over 2 ranks."""
     args = ["--model_path", assets / "pipe", "--text_prompt", "a red circle", "--conditional_pixel_values_path",

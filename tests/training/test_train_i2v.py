@@ -112,6 +112,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_two_processes_take_the_single_process_step(assets, tmp_path):
     """2 ranks x batch 1 == 1 rank x batch 2: same samples, same noise, same averaged gradient."""
     env = {"OMP_NUM_THREADS": "1"}
@@ -240,6 +241,7 @@ def test_reference_script_runs_on_cpu(assets, tmp_path):
     assert (tmp_path / "out" / "checkpoint-2" / "model_ema").is_dir()
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_sequence_parallel_training_takes_the_single_process_step(assets, tmp_path):
     """--sp_size 2 on 2 processes: both ranks hold the batch, each half of its frames."""
     env = {"OMP_NUM_THREADS": "1"}

@@ -117,8 +117,10 @@ def inject_lora(transformer, source, adapter_name: str | None = None, weight_nam
     if adapter_name in (getattr(transformer, "peft_config", None) or {}) and not hotswap:
         raise ValueError(f"an adapter named {adapter_name!r} is already loaded: give another name, or "
                          "unload_lora_weights() / delete_adapters() first")
-    transformer.load_lora_adapter(state_dict, prefix=PREFIX, adapter_name=adapter_name, metadata=metadata,
-                                  _pipeline=pipeline, hotswap=hotswap)
+    with warnings.catch_warnings():  # peft warns on every adapter after the first; several are supported
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        transformer.load_lora_adapter(state_dict, prefix=PREFIX, adapter_name=adapter_name, metadata=metadata,
+                                      _pipeline=pipeline, hotswap=hotswap)
 
 
 class OpenSoraLoraLoaderMixin(LoraBaseMixin):
@@ -220,10 +222,8 @@ def apply_loras(target, loras: list[tuple[Path, float]], fuse: bool = False) -> 
     transformer = getattr(target, "transformer", target)
     pipeline = target if transformer is not target else None
     names = adapter_names([file for file, _ in loras])
-    with warnings.catch_warnings():  # peft warns on every adapter after the first: several are the point here
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        for (file, _), name in zip(loras, names):
-            inject_lora(transformer, str(file.parent), name, file.name, pipeline=pipeline)
+    for (file, _), name in zip(loras, names):
+        inject_lora(transformer, str(file.parent), name, file.name, pipeline=pipeline)
     transformer.set_adapters(names, [scale for _, scale in loras])
     if fuse:
         transformer.fuse_lora(adapter_names=names)
