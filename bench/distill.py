@@ -76,10 +76,6 @@ def run_row(pipe, worlds: dict, clips: int, steps: int, guidance: float | None, 
     return {"summary": summary, "evaluations": counter.count / videos, "seconds_per_video": seconds / videos}
 
 
-def plural(steps: int) -> str:
-    return f"{steps} step" + ("" if steps == 1 else "s")
-
-
 def check_targets(rows: list[dict]) -> list[str]:
     """The issue's targets: the student at <= 8 evaluations within 5 points of the teacher-200 on every
     rate, within 1 dB on every PSNR, >= 10x faster per video, and at least as good as the best teacher
@@ -133,6 +129,7 @@ def main() -> int:
     from soraplan.demo.world import write_world
     from soraplan.pipelines import load_pipeline
     from soraplan.schedulers import build_scheduler
+    from soraplan.utils.text import counted
 
     diffusers.utils.logging.disable_progress_bar()
     teacher = load_pipeline(args.teacher or str(demo_pipeline_path()))
@@ -162,13 +159,13 @@ def main() -> int:
             for solver in [s for s in args.solvers.split(",") if s]:
                 teacher.scheduler = build_scheduler(solver)
                 if evaluations % 2 == 0:  # guided: two evaluations a step
-                    add(f"teacher {solver} {plural(evaluations // 2)}, CFG", "solver", teacher, evaluations // 2,
-                        None, solver=solver)
-                add(f"teacher {solver} {plural(evaluations)}, no CFG", "solver", teacher, evaluations, 1.0,
+                    add(f"teacher {solver} {counted(evaluations // 2, 'step')}, CFG", "solver", teacher,
+                        evaluations // 2, None, solver=solver)
+                add(f"teacher {solver} {counted(evaluations, 'step')}, no CFG", "solver", teacher, evaluations, 1.0,
                     solver=solver)
         teacher.scheduler = shipped_scheduler
         for steps in student_steps:
-            add(f"student {plural(steps)}", "student", student, steps, None)  # its own default (1: built in)
+            add(f"student {counted(steps, 'step')}", "student", student, steps, None)  # its own default (1: built in)
 
     base = rows[0]["seconds_per_video"]
     for row in rows:

@@ -117,8 +117,8 @@ def test_eval_check_fails_a_model_that_misses_the_targets(tmp_path):
     assert "world i2v_shape_and_colour_kept_rate (0.0% < 85.0%)" in checked.stdout
 
 
-def test_demo_fast_runs_the_shipped_student_in_four_steps(tmp_path):
-    """`soraplan demo --fast`: the distilled student beside the embedded model, 4 evaluations a video,
+def test_demo_fast_runs_the_shipped_student_in_one_step(tmp_path):
+    """`soraplan demo --fast`: the distilled student beside the embedded model, 1 evaluation a video,
     and it still keeps what it is given (the i2v example's first frame comes back above 28 dB)."""
     from soraplan.demo.assets import DEMO_EXAMPLES
     from soraplan.demo.evaluate import psnr
@@ -126,7 +126,7 @@ def test_demo_fast_runs_the_shipped_student_in_four_steps(tmp_path):
     out = tmp_path / "fast"
     result = soraplan("demo", "--fast", "--output-dir", out)
     assert result.returncode == 0, result.stderr
-    assert "student" in result.stdout and "4 steps, guidance 1" in result.stdout
+    assert "student" in result.stdout and "1 step, guidance 1" in result.stdout
     frames, _ = read_video(out / "example_1_i2v.mp4")
     assert frames.shape == (17, 64, 64, 3)
     assert psnr(frames[0], np.asarray(Image.open(DEMO_EXAMPLES / "i2v_first.png").convert("RGB"))) > 28

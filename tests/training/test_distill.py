@@ -269,6 +269,9 @@ def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
 
     t2v = tmp_path / "t2v"
     build_tiny_pipeline(t2v=True).save_pretrained(t2v)
+    tiny = build_tiny_pipeline().transformer
+    layers = tiny.config.num_layers
+    type(tiny).from_config(tiny.config, num_layers=layers + 1).save_pretrained(tmp_path / "deeper")
     capsys.readouterr()
     cases = [
         (["--method", "progressive"], "invalid choice: 'progressive'"),
@@ -280,6 +283,11 @@ def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
         (["--guidance_range", "6,2"], "need 1 <= LOW < HIGH"),
         (["--guidance_range", "1,4", "--guidance_scale", 5], "--guidance_scale 5 (the student's default) lies outside"),
         (["--guidance_range", "1,4"], "the teacher's guidance 7.5 (the student's default) lies outside"),
+        (["--method", "guidance", "--given_frames_weight", 1], "is a term of --method lcm's loss"),
+        (["--given_frames_weight", -1], "--given_frames_weight must be >= 0"),
+        (["--student_init", tmp_path / "empty"], "not a pipeline folder (model_index.json) nor a transformer"),
+        (["--student_init", t2v], "its transformer is a OpenSoraT2V, the student a OpenSoraInpaint"),
+        (["--student_init", tmp_path / "deeper"], f"its transformer's num_layers is {layers + 1}, the student's {layers}"),
     ]
     (tmp_path / "empty").mkdir()
     for teacher, message in ((t2v, "is a text-to-video (T2V) model"), (tmp_path / "none", "no such folder"),
@@ -376,3 +384,84 @@ def test_zero3_student_equals_the_single_process_one_across_a_resume(assets, tmp
             if not key.endswith("to_k.bias"):  # see test_train_i2v.test_two_processes_take_the_single_process_step
                 assert torch.allclose(a[key], b[key], atol=1e-5), (name, key)
     assert load_pipeline(tmp_path / "z3" / "pipeline").sampling_settings()[0] == 2
+
+
+def test_given_frames_loss_reaches_only_the_latent_frames_that_hold_given_frames(assets, tmp_path):
+    """--given_frames_weight's term: the distance of the student's clean estimate from the clip's own
+    latents, averaged over exactly the latent frames a given frame lies in (i2v: the first; a
+    transition: the first and the last; nothing for text-to-video)."""
+    import random
+
+    from soraplan.masks import MaskType, compress_mask, temporal_mask
+
+    trainer = in_process(assets, tmp_path / "unit", given_frames_weight=1.0)
+    frames, latent_frames = 9, 3
+    for kind, given in ((MaskType.i2v, [0]), (MaskType.transition, [0, 2]), (MaskType.t2iv, [])):
+        mask = temporal_mask(kind, frames, 0, 0, random.Random(0))[None].float()  # (1, T) 1 = generate
+        condition = torch.cat([torch.randn(1, 8, latent_frames, 2, 2), compress_mask(mask, 16, 16)], dim=1)
+        latents = torch.randn(1, 8, latent_frames, 2, 2)
+        prediction = torch.randn(1, 8, latent_frames, 2, 2, requires_grad=True)
+        loss = trainer.given_frames_loss(prediction, latents, condition)
+        if not given:
+            assert loss.item() == 0
+            continue
+        loss.backward()
+        touched = prediction.grad.abs().sum(dim=(0, 1, 3, 4)).nonzero().flatten().tolist()
+        assert touched == given, kind
+        expected = trainer.distance(prediction, latents)[:, :, given].mean()
+        assert torch.allclose(loss, expected), kind
+
+
+def test_student_init_goes_on_from_an_earlier_student(assets, tmp_path):
+    """--student_init: the student (and the lcm target network) start from an earlier student's weights,
+    not the teacher's, and a run with --given_frames_weight records both in distillation.json."""
+    first = tmp_path / "first"
+    result = soraplan("distill", *flags(assets, first, "--train_batch_size", 2, "--max_train_steps", 3,
+                                        "--learning_rate", 1e-3))
+    assert result.returncode == 0, result.stderr[-3000:]
+    earlier = load_file(str(first / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors"))
+    trainer = in_process(assets, tmp_path / "second", student_init=str(first / "pipeline"), given_frames_weight=0.5)
+    teacher = trainer.teacher_pipe.transformer.state_dict()
+    for name, model in (("student", trainer._unwrapped()), ("target", trainer.target)):
+        state = model.state_dict()
+        assert all(torch.equal(state[key].float(), earlier[key].float()) for key in earlier), name
+        assert any(not torch.equal(state[key].float(), teacher[key].float()) for key in earlier), name
+    second = tmp_path / "third"
+    result = soraplan("distill", *flags(assets, second, "--train_batch_size", 2, "--max_train_steps", 2,
+                                        "--student_init", first / "pipeline" / "transformer",
+                                        "--given_frames_weight", 0.5))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((second / "pipeline" / "distillation.json").read_text())
+    assert record["given_frames_weight"] == 0.5 and record["student_init"].endswith("transformer")
+    assert record["student_init_distillation"]["train_steps"] == 3  # the earlier student's own record
+
+
+@torch.no_grad()
+def given_frames_error(trainer) -> float:
+    """Mean given-frames distance (the term of --given_frames_weight) of the trainer's student over the
+    training clips, each with the mask its curriculum draws, at three timesteps of the lcm grid."""
+    errors = []
+    for index in range(len(trainer.dataset)):
+        item = trainer.dataset[index]
+        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
+        for t in (249, 624, 999):
+            t = torch.tensor([t])
+            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
+            estimate = trainer.consistency(trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text,
+                                                           encoded.text_mask), noisy, t)
+            errors.append(trainer.given_frames_loss(estimate, encoded.latents, encoded.condition).item())
+    return float(np.mean(errors))
+
+
+def test_given_frames_weight_brings_the_given_frames_closer_to_the_clip(assets, tmp_path):
+    """The same short distillation with and without --given_frames_weight: with it, the student's clean
+    estimate of the latent frames holding given frames ends nearer the clips' own latents."""
+    errors = {}
+    for weight in (0, 4):
+        out = tmp_path / f"w{weight}"
+        result = soraplan("distill", *flags(assets, out, "--train_batch_size", 2, "--max_train_steps", 30,
+                                            "--learning_rate", 2e-3, "--given_frames_weight", weight,
+                                            "--mask_config", ROOT / "scripts/demo/mask_config_i2v_more.yaml"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        errors[weight] = given_frames_error(in_process(assets, tmp_path / "look", student_init=str(out / "pipeline")))
+    assert errors[4] < 0.85 * errors[0], errors  # about 0.76 here

@@ -103,8 +103,8 @@ def test_bad_requests_get_a_message_and_the_server_keeps_serving(server, tmp_pat
 
 
 def test_serving_a_distilled_student_uses_its_own_sampler_steps_and_guidance(tmp_path):
-    """`soraplan serve --pipeline STUDENT`: the page starts at the student's scheduler (LCM), steps (4)
-    and guidance (1, built in); a video comes out in those 4 steps, and guidance > 1 is a message."""
+    """`soraplan serve --pipeline STUDENT`: the page starts at the student's scheduler (LCM), steps (1)
+    and guidance (1, built in); a video comes out in that one step, and guidance > 1 is a message."""
     pytest.importorskip("gradio")
     from soraplan.cli.main import build_parser
     from soraplan.cli.serve import build_server
@@ -116,13 +116,13 @@ def test_serving_a_distilled_student_uses_its_own_sampler_steps_and_guidance(tmp
     args.argv = argv
     app, generator = build_server(args)
     values = {block.label: block.value for block in app.blocks.values() if hasattr(block, "value")}
-    assert (values["Scheduler"], values["Sampling steps"], values["Guidance scale"]) == ("LCM", 4, 1.0)
+    assert (values["Scheduler"], values["Sampling steps"], values["Guidance scale"]) == ("LCM", 1, 1.0)
     first = str(DEMO_EXAMPLES / "i2v_first.png")
     path, report = generator.generate(Request("a red triangle moves to the left on a black background",
                                               first_frame=first, steps=values["Sampling steps"],
                                               guidance_scale=values["Guidance scale"], height=64, width=64,
                                               resolution_mode=FIXED, num_frames=17))
-    assert "i2v: 17 frames of 64x64" in report and "LCM 4 steps" in report
+    assert "i2v: 17 frames of 64x64" in report and "LCM 1 step," in report
     frames, _ = read_video(path)
     assert psnr(frames[0], np.array(Image.open(first).convert("RGB"))) >= 22
     with pytest.raises(RequestError, match="guidance-distilled"):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..utils.text import counted
 from .errors import UserError
 from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
                       check_cache_threshold, check_sampling_defaults, resolve_model_flag)
@@ -30,8 +31,8 @@ CONTACT_SCALE = 2  # the demo model works at 64x64: enlarge the contact sheet fo
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="animate examples (or your image/video) with the embedded demo model")
     p.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded demo model)")
-    p.add_argument("--fast", action="store_true", help="the embedded model's distilled student: 4 steps, no "
-                   "guidance pass (soraplan distill; 50x fewer transformer evaluations)")
+    p.add_argument("--fast", action="store_true", help="the embedded model's distilled student: one step, no "
+                   "guidance pass (soraplan distill; 200x fewer transformer evaluations)")
     add_hub_options(p, "--pipeline")
     add_lora_option(p)
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/demo")
@@ -165,7 +166,7 @@ def run(args) -> int:
     pipe.enable_step_cache(args.cache_threshold)
     steps, _ = pipe.sampling_settings(args.num_sampling_steps, args.guidance_scale)
     print(f"model       {folder} ({sum(p.numel() for p in pipe.transformer.parameters()):,}-parameter I2V "
-          f"transformer, loaded in {time.time() - started:.1f} s; {steps} steps, "
+          f"transformer, loaded in {time.time() - started:.1f} s; {counted(steps, 'step')}, "
           f"{pipe.describe_guidance(args.guidance_scale)})")
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

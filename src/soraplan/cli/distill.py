@@ -35,6 +35,12 @@ HELPS = {
     "student_steps": "lcm: the student's default sampling steps (divides --teacher_steps)",
     "target_ema_decay": "lcm: EMA decay of the target network (0: the student itself, without gradient)",
     "huber_c": "lcm: pseudo-Huber constant of the consistency loss (0: mean squared error)",
+    "given_frames_weight": "lcm: weight of an extra loss that pulls the student's clean estimate of the latent "
+                           "frames holding given frames (i2v's first, a transition's first and last, a "
+                           "continuation's start) to the training clip's own latents (0: off)",
+    "student_init": "start the student from these weights (a student's pipeline or transformer folder with the "
+                    "teacher's architecture) instead of the teacher's, e.g. to go on distilling it with "
+                    "another loss",
     "cfg": "caption dropout (0 by default: the student always learns the guided prediction)",
 }
 

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..utils.text import counted
 from .errors import UserError
 from .options import (NOT_A_PIPELINE, add_cache_threshold, add_hub_options, add_lora_option, add_sampling_defaults,
                       check_cache_threshold, check_sampling_defaults, resolve_model_flag)
@@ -158,8 +159,8 @@ def run(args) -> int:
     print(format_summary(summaries))
     cache = f", step cache {args.cache_threshold}" if args.cache_threshold else ""
     counts = " + ".join(f"{s['clips']} {name}" for name, s in summaries.items())
-    print(f"{counts} clips, {args.sample_method} {steps} steps, {pipe.describe_guidance(args.guidance_scale)}{cache}, "
-          f"{time.time() - started:.0f} s")
+    print(f"{counts} clips, {args.sample_method} {counted(steps, 'step')}, "
+          f"{pipe.describe_guidance(args.guidance_scale)}{cache}, {time.time() - started:.0f} s")
     write_output(args.output, summaries, rows)
     missed = missed_targets(summaries)
     if args.check and missed:
@@ -217,8 +218,8 @@ def run_long(pipe, args, worlds: dict, steps: int, started: float) -> int:
         guidance_scale=args.guidance_scale, seed=args.seed, crossfade=args.crossfade, progress=progress))
     print(format_long(summaries))
     frames = args.long * (pipe.clip_frames - 1) + 1
-    print(f"{frames}-frame videos from {pipe.clip_frames}-frame segments, {args.sample_method} {steps} steps, "
-          f"{pipe.describe_guidance(args.guidance_scale)}, {time.time() - started:.0f} s")
+    print(f"{frames}-frame videos from {pipe.clip_frames}-frame segments, {args.sample_method} "
+          f"{counted(steps, 'step')}, {pipe.describe_guidance(args.guidance_scale)}, {time.time() - started:.0f} s")
     write_output(args.output, summaries, rows)
     missed = [f"{name} {mode}" for name, by_mode in summaries.items() for mode, summary in by_mode.items()
               if summary["kept_target_met"] is False or summary["seam_target_met"] is False]

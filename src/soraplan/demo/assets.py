@@ -7,7 +7,7 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 DEMO_PIPELINE = ASSETS / "pipeline"
 DEMO_EXAMPLES = ASSETS / "examples"
-DEMO_STUDENT = ASSETS / "student"  # the 4-step student of the demo model (scripts/demo/distill_demo_model.sh)
+DEMO_STUDENT = ASSETS / "student"  # the demo model's few-step student, one step by default (scripts/demo/distill_demo_model.sh)
 DEMO_LORAS = ASSETS / "loras"  # LoRA adapters of the demo model, one folder each (scripts/demo/train_demo_lora.sh)
 
 

@@ -21,6 +21,11 @@ student sees the mask in its input, so one fixed-scale student learns each task'
   LCMScheduler samples with (its boundary scalings ``c_skip``/``c_out``), so the student samples with
   that scheduler in ``--student_steps`` steps, one evaluation each.
 
+``--given_frames_weight`` adds to lcm's loss a term anchoring the student's clean estimate of the latent
+frames that hold given frames to the training clip's own latents (the consistency loss alone never
+corrects what the student's few jumps lose of them); ``--student_init`` starts the student from an
+earlier student instead of the teacher, so that term can be a short second stage.
+
 Why LCD for the step distillation: it trains from data clips (no teacher samples to generate first,
 which at 200 evaluations per clip would cost more than the training on a CPU), reaches 4 steps in one
 run (progressive distillation needs a run per halving), needs one extra network (the target) rather
@@ -68,6 +73,8 @@ class DistillConfig(TrainConfig):
     student_steps: int = 4  # the student's default sampling steps (lcm)
     target_ema_decay: float = 0.95  # lcm's target network; 0: the student itself, without gradient
     huber_c: float = 0.001  # pseudo-Huber loss (lcm); 0: mean squared error
+    given_frames_weight: float = 0.0  # lcm: weight of a term pulling given latent frames to the clip's own; 0: off
+    student_init: str | None = None  # start the student from these weights (e.g. an earlier student), not the teacher's
     cfg: float = 0.0  # caption dropout: the student always learns the guided prediction
     learning_rate: float = 1e-5
 
@@ -88,6 +95,9 @@ class DistillConfig(TrainConfig):
         if bounds is not None and self.guidance_scale is not None and not bounds[0] <= self.guidance_scale <= bounds[1]:
             raise ValueError(f"--guidance_scale {self.guidance_scale:g} (the student's default) lies outside "
                              f"--guidance_range {self.guidance_range}")
+        if self.given_frames_weight < 0 or (self.given_frames_weight and self.method != "lcm"):
+            raise ValueError(f"--given_frames_weight must be >= 0 and is a term of --method lcm's loss, got "
+                             f"{self.given_frames_weight:g} with --method {self.method}")
         if not 0 <= self.target_ema_decay < 1:
             raise ValueError(f"--target_ema_decay must lie in [0, 1), got {self.target_ema_decay}")
         if self.lora_rank and self.guidance_range is not None:
@@ -156,6 +166,12 @@ class DistillTrainer(I2VTrainer):
             raise ValueError(f"the teacher's guidance {self.guidance_scale:g} (the student's default) lies outside "
                              f"--guidance_range {config.guidance_range}: give --guidance_scale inside it")
         self.teacher_default_steps = defaults[0]
+        self.student_init = None
+        if config.student_init is not None:
+            student_config = {**self.teacher_pipe.transformer.config,
+                              "guidance_embeds": self.guidance_bounds is not None}
+            self.student_init = _student_init_folder(config.student_init, type(self.teacher_pipe.transformer),
+                                                     student_config)
         super().__init__(config)
         device = self.accelerator.device
         self.teacher = _cast(self.teacher_pipe.transformer, self.weight_dtype).to(device).eval().requires_grad_(False)
@@ -181,6 +197,8 @@ class DistillTrainer(I2VTrainer):
             student = type(teacher).from_config(teacher.config, guidance_embeds=True)
             missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
             assert not unexpected and all(key.startswith("guidance_embedder.") for key in missing), missing
+        if self.student_init is not None:  # continuing an earlier student (checked in __init__)
+            student.load_state_dict(type(student).from_pretrained(str(self.student_init)).state_dict())
         student = student.float().train().requires_grad_(True)
         self.target = None
         if self.config.method == "lcm" and self.config.target_ema_decay > 0:
@@ -315,10 +333,30 @@ class DistillTrainer(I2VTrainer):
             target = self.consistency(self.student(target_model, previous, condition, s, text, text_mask, w),
                                       previous, s)
         prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask, w), noisy, t)
-        if config.huber_c > 0:
-            c = config.huber_c
-            return (torch.sqrt((prediction - target) ** 2 + c * c) - c).mean()
-        return F.mse_loss(prediction, target)
+        loss = self.distance(prediction, target).mean()
+        if config.given_frames_weight > 0:
+            loss = loss + config.given_frames_weight * self.given_frames_loss(prediction, latents, condition)
+        return loss
+
+    def distance(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Elementwise pseudo-Huber distance (--huber_c), or squared error with --huber_c 0."""
+        if self.config.huber_c > 0:
+            c = self.config.huber_c
+            return torch.sqrt((prediction - target) ** 2 + c * c) - c
+        return (prediction - target) ** 2
+
+    def given_frames_loss(self, prediction, latents, condition) -> torch.Tensor:
+        """The consistency estimate's distance from the clip's own latents, averaged over the latent frames
+        that hold a given (conditioning) frame: the first frame of i2v, the first and last of a
+        transition, a continuation's given part. Why: the consistency loss only asks the student to agree
+        with itself one teacher step later, so whatever it loses of the given frames along its few jumps
+        is never corrected; the data knows the answer there (the given pixels, and for a latent frame
+        that mixes given and generated frames, the clip's own), so this term anchors them. (B, 8, T',
+        h, w) each; condition is the masked-video latent followed by the compressed mask (1 = generate)."""
+        latent_mask = condition[:, latents.shape[1]:]  # (B, 4, T', h, w)
+        given = (latent_mask < 0.5).any(dim=1, keepdim=True).to(prediction.dtype)  # (B, 1, T', h, w)
+        per_element = self.distance(prediction, latents) * given
+        return per_element.sum() / (given.sum() * latents.shape[1]).clamp_min(1)
 
     def after_optimizer_step(self) -> None:
         """The target network follows the student: target <- d·target + (1 - d)·student."""
@@ -373,7 +411,39 @@ class DistillTrainer(I2VTrainer):
                 "teacher": config.teacher, "method": config.method, "guidance_scale": self.guidance_scale,
                 "task_guidance_scales": self.task_guidance or None,
                 "guidance_range": None if self.guidance_bounds is None else list(self.guidance_bounds),
-                "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step}, indent=1))
+                "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step,
+                "given_frames_weight": config.given_frames_weight, "student_init": config.student_init,
+                "student_init_distillation": self._student_init_record()}, indent=1))
+
+    def _student_init_record(self) -> dict | None:
+        """The distillation.json of the student this one went on from (its recipe, for the record)."""
+        if self.student_init is None:
+            return None
+        record = self.student_init.parent / "distillation.json"
+        return json.loads(record.read_text()) if record.is_file() else None
+
+
+def _student_init_folder(path: str, student_class: type, student_config: dict) -> Path:
+    """The transformer folder of --student_init (a pipeline folder, or a transformer folder), checked
+    against the student's architecture before anything is written: a transformer of another shape is a
+    one-line error naming the first difference."""
+    from ..models.checkpoints import read_config, transformer_class
+
+    folder = Path(path)
+    folder = folder / "transformer" if (folder / "model_index.json").is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"--student_init {path}: not a pipeline folder (model_index.json) nor a transformer "
+                                "folder (config.json)")
+    theirs = read_config(folder)
+    if transformer_class(theirs) is not student_class:
+        raise ValueError(f"--student_init {path}: its transformer is a {transformer_class(theirs).__name__}, the "
+                         f"student a {student_class.__name__}; start from a student of this teacher")
+    for key, value in json.loads(json.dumps(dict(student_config))).items():  # (tuples as the JSON's lists)
+        if not key.startswith("_") and theirs.get(key, value) != value:
+            raise ValueError(f"--student_init {path}: its transformer's {key} is {theirs[key]!r}, the student's "
+                             f"{value!r}; start from a student of this teacher (with --guidance_range, one that "
+                             "has a guidance embedding)")
+    return folder
 
 
 def _cast(module, dtype):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..utils.text import counted
+
 RESOLUTION_MODES = {
     "fixed: crop and resize to height x width": True,
     "keep aspect ratio: largest size within max area": False,
@@ -221,7 +223,7 @@ class VideoGenerator:
         kind = (f"{len(segments)} segments of up to {self.pipe.clip_frames} frames" + (", a loop" if request.loop else "")
                 if segments is not None else result.mask_type.value)
         report = (f"{kind}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
-                  f"seed {seed}, {request.scheduler} {request.steps} steps, {seconds:.1f} s")
+                  f"seed {seed}, {request.scheduler} {counted(request.steps, 'step')}, {seconds:.1f} s")
         if cache is not None:
             report += f", {cache.computed}/{cache.calls} transformer evaluations (step cache)"
         if loras:
