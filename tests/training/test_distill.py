@@ -100,23 +100,29 @@ def test_consistency_step_is_the_one_the_sampler_takes(assets, tmp_path):
         assert torch.allclose(ours, denoised, atol=1e-5), t
 
 
+def noised_training_clips(trainer, timesteps=(100, 500, 900)):
+    """(encoded clip, t, x_t) for every training clip (each with the mask its curriculum draws, fixed
+    draws) at each of ``timesteps``: the inputs the checks below look at the student on."""
+    for index in range(len(trainer.dataset)):
+        item = trainer.dataset[index]
+        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
+        for t in timesteps:
+            t = torch.tensor([t])
+            yield encoded, t, trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
+
+
 @torch.no_grad()
 def guided_distance(trainer, scale: float, embed: bool = False) -> float:
     """Mean relative L2 distance, over the training clips at three noise levels, between the student's
     one pass and the teacher's two-pass guided prediction at ``scale`` (``embed``: the student is
     given the scale, as a guidance-range student is)."""
     errors = []
-    for index in range(len(trainer.dataset)):
-        item = trainer.dataset[index]
-        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
-        w = torch.tensor([scale])
-        for t in (100, 500, 900):
-            t = torch.tensor([t])
-            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
-            guided = trainer.teacher_guided(noisy, encoded.condition, t, encoded.text, encoded.text_mask, w)
-            single = trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text, encoded.text_mask,
-                                     w if embed else None)
-            errors.append(((single - guided).norm() / guided.norm()).item())
+    w = torch.tensor([scale])
+    for encoded, t, noisy in noised_training_clips(trainer):
+        guided = trainer.teacher_guided(noisy, encoded.condition, t, encoded.text, encoded.text_mask, w)
+        single = trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text, encoded.text_mask,
+                                 w if embed else None)
+        errors.append(((single - guided).norm() / guided.norm()).item())
     return float(np.mean(errors))
 
 
@@ -125,17 +131,12 @@ def scale_response(trainer, low: float, high: float) -> float:
     """Mean cosine similarity between the student's change from guidance ``low`` to ``high`` and the
     guided teacher's (0 for a student that ignores its guidance input)."""
     cosines = []
-    for index in range(len(trainer.dataset)):
-        item = trainer.dataset[index]
-        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
-        for t in (100, 500, 900):
-            t = torch.tensor([t])
-            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
-            inputs = (noisy, encoded.condition, t, encoded.text, encoded.text_mask)
-            w = {v: torch.tensor([v]) for v in (low, high)}
-            teacher = trainer.teacher_guided(*inputs, w[high]) - trainer.teacher_guided(*inputs, w[low])
-            student = trainer.student(trainer.model, *inputs, w[high]) - trainer.student(trainer.model, *inputs, w[low])
-            cosines.append(torch.nn.functional.cosine_similarity(teacher.flatten(), student.flatten(), dim=0).item())
+    w = {v: torch.tensor([v]) for v in (low, high)}
+    for encoded, t, noisy in noised_training_clips(trainer):
+        inputs = (noisy, encoded.condition, t, encoded.text, encoded.text_mask)
+        teacher = trainer.teacher_guided(*inputs, w[high]) - trainer.teacher_guided(*inputs, w[low])
+        student = trainer.student(trainer.model, *inputs, w[high]) - trainer.student(trainer.model, *inputs, w[low])
+        cosines.append(torch.nn.functional.cosine_similarity(teacher.flatten(), student.flatten(), dim=0).item())
     return float(np.mean(cosines))
 
 
@@ -441,15 +442,10 @@ def given_frames_error(trainer) -> float:
     """Mean given-frames distance (the term of --given_frames_weight) of the trainer's student over the
     training clips, each with the mask its curriculum draws, at three timesteps of the lcm grid."""
     errors = []
-    for index in range(len(trainer.dataset)):
-        item = trainer.dataset[index]
-        encoded = trainer.encode_batch({"video": item["video"][None], "caption": [item["caption"]]}, -7, [index])
-        for t in (249, 624, 999):
-            t = torch.tensor([t])
-            noisy = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, t)
-            estimate = trainer.consistency(trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text,
-                                                           encoded.text_mask), noisy, t)
-            errors.append(trainer.given_frames_loss(estimate, encoded.latents, encoded.condition).item())
+    for encoded, t, noisy in noised_training_clips(trainer, (249, 624, 999)):
+        estimate = trainer.consistency(trainer.student(trainer.model, noisy, encoded.condition, t, encoded.text,
+                                                       encoded.text_mask), noisy, t)
+        errors.append(trainer.given_frames_loss(estimate, encoded.latents, encoded.condition).item())
     return float(np.mean(errors))
 
 
