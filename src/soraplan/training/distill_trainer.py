@@ -143,10 +143,7 @@ class DistillTrainer(I2VTrainer):
         from ..pipelines import load_pipeline
 
         teacher_folder = Path(config.teacher)
-        transformer_folder = teacher_folder / "transformer" if (teacher_folder / "model_index.json").is_file() else teacher_folder
-        if not (transformer_folder / "config.json").is_file():
-            raise FileNotFoundError(f"--teacher {config.teacher}: not a pipeline folder (model_index.json) nor a "
-                                    "transformer folder (config.json)")
+        transformer_folder = _transformer_folder(config.teacher, "--teacher")
         if not issubclass(transformer_class(read_config(transformer_folder)), OpenSoraInpaint):
             raise ValueError(f"--teacher {config.teacher} is a text-to-video (T2V) model; distillation needs an I2V "
                              "(inpaint) teacher such as LanguageBind/Open-Sora-Plan-v1.3.0/any93x640x640_i2v")
@@ -198,7 +195,9 @@ class DistillTrainer(I2VTrainer):
             missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
             assert not unexpected and all(key.startswith("guidance_embedder.") for key in missing), missing
         if self.student_init is not None:  # continuing an earlier student (checked in __init__)
-            student.load_state_dict(type(student).from_pretrained(str(self.student_init)).state_dict())
+            from ..models.checkpoints import read_state_dict
+
+            student.load_state_dict(read_state_dict(self.student_init))
         student = student.float().train().requires_grad_(True)
         self.target = None
         if self.config.method == "lcm" and self.config.target_ema_decay > 0:
@@ -423,17 +422,24 @@ class DistillTrainer(I2VTrainer):
         return json.loads(record.read_text()) if record.is_file() else None
 
 
+def _transformer_folder(path: str, flag: str) -> Path:
+    """The transformer folder of a model flag's value: ``transformer/`` of a pipeline folder, or the
+    folder itself when it is a transformer folder; anything else is a one-line error."""
+    folder = Path(path)
+    folder = folder / "transformer" if (folder / "model_index.json").is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{flag} {path}: not a pipeline folder (model_index.json) nor a transformer "
+                                "folder (config.json)")
+    return folder
+
+
 def _student_init_folder(path: str, student_class: type, student_config: dict) -> Path:
     """The transformer folder of --student_init (a pipeline folder, or a transformer folder), checked
     against the student's architecture before anything is written: a transformer of another shape is a
     one-line error naming the first difference."""
     from ..models.checkpoints import read_config, transformer_class
 
-    folder = Path(path)
-    folder = folder / "transformer" if (folder / "model_index.json").is_file() else folder
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"--student_init {path}: not a pipeline folder (model_index.json) nor a transformer "
-                                "folder (config.json)")
+    folder = _transformer_folder(path, "--student_init")
     theirs = read_config(folder)
     if transformer_class(theirs) is not student_class:
         raise ValueError(f"--student_init {path}: its transformer is a {transformer_class(theirs).__name__}, the "
