@@ -14,7 +14,7 @@ Rows (one run, the same held-out clips, seeds and machine for all):
 Evaluations are counted by a hook on the transformer (a batch of two, guidance's halves, counts two);
 seconds per video are wall time of the whole call (text, VAE encode, sampling, VAE decode), and the
 ratio column divides the teacher's 200-evaluation row by each. The targets of the distillation issue
-are checked at the end (``--check`` exits 1 on a miss).
+are checked at the end for each student row (``--check`` exits 1 when no student row meets them all).
 
     python bench/distill.py --student runs/demo_student/pipeline            # 64 + 64 clips
     python bench/distill.py --student ... --clips 8 --solvers DPMSolverMultistep   # a quick look
@@ -76,32 +76,34 @@ def run_row(pipe, worlds: dict, clips: int, steps: int, guidance: float | None, 
     return {"summary": summary, "evaluations": counter.count / videos, "seconds_per_video": seconds / videos}
 
 
-def check_targets(rows: list[dict]) -> list[str]:
-    """The issue's targets: the student at <= 8 evaluations within 5 points of the teacher-200 on every
-    rate, within 1 dB on every PSNR, >= 10x faster per video, and at least as good as the best teacher
-    solver at the same evaluation count on every metric."""
+def check_targets(rows: list[dict]) -> dict[str, list[str]]:
+    """The issue's targets, for each student row at <= 8 evaluations: within 5 points of the teacher-200 on
+    every rate, within 1 dB on every PSNR, >= 10x faster per video, and at least as good as the best teacher
+    solver at the same evaluation count on every metric. The targets ask for *a* student setting that meets
+    them all (a user samples at one step count), so each row gets its own list of misses."""
     teacher = rows[0]
-    missed = []
+    verdicts = {}
     for row in rows:
         if row["kind"] != "student" or row["evaluations"] > 8:
             continue
+        missed = verdicts.setdefault(row["name"], [])
         for clip_set, summary in row["summary"].items():
             base = teacher["summary"][clip_set]
             for key in RATES:
                 if key in summary and summary[key] < base[key] - 0.05:
-                    missed.append(f"{row['name']} {clip_set} {key} {summary[key]:.1%} < teacher {base[key]:.1%} - 5")
+                    missed.append(f"{clip_set} {key} {summary[key]:.1%} < teacher {base[key]:.1%} - 5")
             for key in PSNRS:
                 if key in summary and summary[key] < base[key] - 1.0:
-                    missed.append(f"{row['name']} {clip_set} {key} {summary[key]:.2f} < teacher {base[key]:.2f} - 1 dB")
+                    missed.append(f"{clip_set} {key} {summary[key]:.2f} < teacher {base[key]:.2f} - 1 dB")
         if row["speedup"] < 10:
-            missed.append(f"{row['name']} only {row['speedup']:.1f}x faster than the teacher (target 10x)")
+            missed.append(f"only {row['speedup']:.1f}x faster than the teacher (target 10x)")
         rivals = [r for r in rows if r.get("best") and round(r["evaluations"]) == round(row["evaluations"])]
         for rival in rivals:
             for clip_set, summary in row["summary"].items():
                 for key in RATES + PSNRS:
                     if key in summary and summary[key] < rival["summary"][clip_set][key]:
-                        missed.append(f"{row['name']} {clip_set} {key} below {rival['name']}")
-    return missed
+                        missed.append(f"{clip_set} {key} below {rival['name']}")
+    return verdicts
 
 
 def main() -> int:
@@ -118,7 +120,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="JSON of every row")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--check", action="store_true", help="exit 1 when no student row meets every target")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -191,11 +193,15 @@ def main() -> int:
               f"{row['speedup']:5.1f}x  " + "  ".join(cells))
     print(f"(values: {' / '.join(sets)}; rates in %, PSNR in dB; * the best teacher solver at its evaluation count; "
           f"{args.clips} clips per set)")
-    missed = check_targets(rows)
-    print("targets: " + ("all met" if not missed else "missed: " + "; ".join(missed)))
+    verdicts = check_targets(rows)
+    print("targets:")
+    for name, missed in verdicts.items():
+        print(f"  {name}: " + ("all met" if not missed else "missed: " + "; ".join(missed)))
+    met = [name for name, missed in verdicts.items() if not missed]
+    print("targets " + (f"met by: {', '.join(met)}" if met else "met by no student row"))
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=1))
-    return 1 if args.check and missed else 0
+    return 1 if args.check and not met else 0
 
 
 if __name__ == "__main__":
