@@ -4,7 +4,7 @@
 # Set DATA (the I2V training data.txt); the teacher and its VAE / text encoder default to the release's
 # Hub ids. Extra flags after the script name are passed on (later flags win), e.g. --method guidance
 # for a guidance-only student at the teacher's 100 steps.
-# The demo's second stage (README "The demo student": +1.0-1.4 dB on the frames the user gives) is the same
+# The demo's second stage (README "The demo student": +0.9-1.4 dB on the frames the user gives) is the same
 # script run again from this student with the given-frames term, e.g.
 #   OUTPUT_DIR=runs/distill_inpaint_anchored bash scripts/text_condition/gpu/distill_inpaint_v1_3.sh \
 #     --student_init runs/distill_inpaint_93x640x640/pipeline --given_frames_weight 10 --max_train_steps 500
