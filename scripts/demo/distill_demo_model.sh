@@ -15,7 +15,8 @@
 # world_train/; default runs/demo_model), TEACHER (default: the embedded pipeline), DISTILL_STEPS,
 # LR, STUDENT_STEPS, MASK_CONFIG (the mask mix; default the teacher's last I2V run's, transition-heavy),
 # ANCHOR_STEPS (0: no anchor stage; eval and bench then take the distill stage's student),
-# GIVEN_FRAMES_WEIGHT, EVAL_CLIPS, SHIP=1 to copy the student beside the embedded pipeline.
+# GIVEN_FRAMES_WEIGHT, GIVEN_FRAMES_FROM_NOISE=1 (the term also at t = 999; measured in the README, not
+# the shipped student's), EVAL_CLIPS, SHIP=1 to copy the student beside the embedded pipeline.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -28,6 +29,7 @@ STUDENT_STEPS=${STUDENT_STEPS:-1}  # its default sampling steps only: the traini
 MASK_CONFIG=${MASK_CONFIG:-$HERE/mask_config_i2v_more.yaml}
 ANCHOR_STEPS=${ANCHOR_STEPS:-500}
 GIVEN_FRAMES_WEIGHT=${GIVEN_FRAMES_WEIGHT:-10}
+GIVEN_FRAMES_FROM_NOISE=${GIVEN_FRAMES_FROM_NOISE:-0}
 EVAL_CLIPS=${EVAL_CLIPS:-64}
 SORAPLAN=${SORAPLAN:-soraplan}
 PYTHON=${PYTHON:-python}
@@ -60,8 +62,10 @@ stage_distill() {
 #    pulled to the clip's own), at half the learning rate, a shorter EMA
 stage_anchor() {
   [ "$ANCHOR_STEPS" -gt 0 ] || return 0
+  local from_noise=()
+  [ "$GIVEN_FRAMES_FROM_NOISE" = 1 ] && from_noise=(--given_frames_from_noise)
   $SORAPLAN distill "${distill_flags[@]}" --output_dir "$OUT/anchored" --student_init "$OUT/run/pipeline" \
-    --given_frames_weight "$GIVEN_FRAMES_WEIGHT" --learning_rate 5e-5 --lr_warmup_steps 50 \
+    --given_frames_weight "$GIVEN_FRAMES_WEIGHT" "${from_noise[@]}" --learning_rate 5e-5 --lr_warmup_steps 50 \
     --max_train_steps "$ANCHOR_STEPS" --ema_decay 0.995 --log_steps 25 --seed 3
 }
 

@@ -286,6 +286,7 @@ def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
         (["--guidance_range", "1,4"], "the teacher's guidance 7.5 (the student's default) lies outside"),
         (["--method", "guidance", "--given_frames_weight", 1], "is a term of --method lcm's loss"),
         (["--given_frames_weight", -1], "--given_frames_weight must be >= 0"),
+        (["--given_frames_from_noise"], "give --given_frames_weight > 0"),
         (["--student_init", tmp_path / "empty"], "not a pipeline folder (model_index.json) nor a transformer"),
         (["--student_init", t2v], "its transformer is a OpenSoraT2V, the student a OpenSoraInpaint"),
         (["--student_init", tmp_path / "deeper"], f"its transformer's num_layers is {layers + 1}, the student's {layers}"),
@@ -435,6 +436,33 @@ def test_student_init_goes_on_from_an_earlier_student(assets, tmp_path):
     record = json.loads((second / "pipeline" / "distillation.json").read_text())
     assert record["given_frames_weight"] == 0.5 and record["student_init"].endswith("transformer")
     assert record["student_init_distillation"]["train_steps"] == 3  # the earlier student's own record
+
+
+def test_given_frames_from_noise_adds_the_term_at_the_one_step_samplers_start(assets, tmp_path):
+    """--given_frames_from_noise: the loss gains the given-frames term of the student's estimate from
+    pure noise at timestep 999 (where one-step sampling starts and ends), computed in the same student
+    pass as the consistency estimate; with transitions only, that term is not zero, and it is the same
+    number the student gives in a pass of its own."""
+    transitions = tmp_path / "transitions.yaml"
+    transitions.write_text("min_clear_ratio: 0.0\nmax_clear_ratio: 1.0\nmask_type_ratio_dict_video:\n"
+                           "  transition: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
+    trainer = in_process(assets, tmp_path / "unit", given_frames_weight=2.0, given_frames_from_noise=True,
+                         mask_config=str(transitions))
+    items = [trainer.dataset[index] for index in (0, 1)]
+    batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items]}
+    with torch.no_grad():
+        with_term = trainer.loss(batch, 5, [0, 1]).item()
+        trainer.config.given_frames_from_noise = False
+        without = trainer.loss(batch, 5, [0, 1]).item()
+        encoded = trainer.encode_batch(batch, 5, [0, 1])
+        last = torch.full((2,), 999)
+        start = trainer.noise_scheduler.add_noise(encoded.latents, encoded.noise, last)
+        assert torch.equal(start, encoded.noise)  # zero terminal SNR: the sampler's start is pure noise
+        estimate = trainer.consistency(trainer.student(trainer.model, start, encoded.condition, last, encoded.text,
+                                                       encoded.text_mask), start, last)
+        term = trainer.given_frames_loss(estimate, encoded.latents, encoded.condition).item()
+    assert term > 0.01
+    assert with_term == pytest.approx(without + 2.0 * term, rel=1e-4)
 
 
 @torch.no_grad()

@@ -38,6 +38,9 @@ HELPS = {
     "given_frames_weight": "lcm: weight of an extra loss that pulls the student's clean estimate of the latent "
                            "frames holding given frames (i2v's first, a transition's first and last, a "
                            "continuation's start) to the training clip's own latents (0: off)",
+    "given_frames_from_noise": "lcm: apply the --given_frames_weight term also to the student's estimate from pure "
+                               "noise at the last timestep, the one jump of one-step sampling (one more "
+                               "student evaluation per training example)",
     "student_init": "start the student from these weights (a student's pipeline or transformer folder with the "
                     "teacher's architecture) instead of the teacher's, e.g. to go on distilling it with "
                     "another loss",

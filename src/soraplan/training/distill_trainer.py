@@ -23,7 +23,9 @@ student sees the mask in its input, so one fixed-scale student learns each task'
 
 ``--given_frames_weight`` adds to lcm's loss a term anchoring the student's clean estimate of the latent
 frames that hold given frames to the training clip's own latents (the consistency loss alone never
-corrects what the student's few jumps lose of them); ``--student_init`` starts the student from an
+corrects what the student's few jumps lose of them); ``--given_frames_from_noise`` also applies it to
+the estimate from pure noise at the last training timestep, the one jump a one-step sampler makes (the
+drawn grid timestep is that one in only 1 of ``--teacher_steps`` draws); ``--student_init`` starts the student from an
 earlier student instead of the teacher, so that term can be a short second stage.
 
 Why LCD for the step distillation: it trains from data clips (no teacher samples to generate first,
@@ -74,6 +76,7 @@ class DistillConfig(TrainConfig):
     target_ema_decay: float = 0.95  # lcm's target network; 0: the student itself, without gradient
     huber_c: float = 0.001  # pseudo-Huber loss (lcm); 0: mean squared error
     given_frames_weight: float = 0.0  # lcm: weight of a term pulling given latent frames to the clip's own; 0: off
+    given_frames_from_noise: bool = False  # lcm: that term also on the estimate from pure noise (t = 999)
     student_init: str | None = None  # start the student from these weights (e.g. an earlier student), not the teacher's
     cfg: float = 0.0  # caption dropout: the student always learns the guided prediction
     learning_rate: float = 1e-5
@@ -98,6 +101,9 @@ class DistillConfig(TrainConfig):
         if self.given_frames_weight < 0 or (self.given_frames_weight and self.method != "lcm"):
             raise ValueError(f"--given_frames_weight must be >= 0 and is a term of --method lcm's loss, got "
                              f"{self.given_frames_weight:g} with --method {self.method}")
+        if self.given_frames_from_noise and not self.given_frames_weight:
+            raise ValueError("--given_frames_from_noise applies the --given_frames_weight term at the first "
+                             "sampling timestep too: give --given_frames_weight > 0")
         if not 0 <= self.target_ema_decay < 1:
             raise ValueError(f"--target_ema_decay must lie in [0, 1), got {self.target_ema_decay}")
         if self.lora_rank and self.guidance_range is not None:
@@ -331,10 +337,21 @@ class DistillTrainer(I2VTrainer):
             target_model = self.target if self.target is not None else self._unwrapped()
             target = self.consistency(self.student(target_model, previous, condition, s, text, text_mask, w),
                                       previous, s)
-        prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask, w), noisy, t)
+        if config.given_frames_from_noise:  # one student pass for both: (x_t, t) and (noise, last timestep)
+            last = torch.full_like(t, self.alphas_cumprod.shape[0] - 1)
+            start = self.noise_scheduler.add_noise(latents, noise, last)  # = noise under zero terminal SNR
+            both = self.student(self.model, torch.cat([noisy, start]), condition.repeat(2, 1, 1, 1, 1),
+                                torch.cat([t, last]), text.repeat(2, 1, 1), text_mask.repeat(2, 1),
+                                None if w is None else w.repeat(2))
+            prediction, from_noise = self.consistency(both, torch.cat([noisy, start]), torch.cat([t, last])).chunk(2)
+        else:
+            prediction = self.consistency(self.student(self.model, noisy, condition, t, text, text_mask, w), noisy, t)
         loss = self.distance(prediction, target).mean()
         if config.given_frames_weight > 0:
-            loss = loss + config.given_frames_weight * self.given_frames_loss(prediction, latents, condition)
+            given = self.given_frames_loss(prediction, latents, condition)
+            if config.given_frames_from_noise:
+                given = given + self.given_frames_loss(from_noise, latents, condition)
+            loss = loss + config.given_frames_weight * given
         return loss
 
     def distance(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -411,7 +428,8 @@ class DistillTrainer(I2VTrainer):
                 "task_guidance_scales": self.task_guidance or None,
                 "guidance_range": None if self.guidance_bounds is None else list(self.guidance_bounds),
                 "teacher_steps": config.teacher_steps, "student_steps": steps, "train_steps": self.step,
-                "given_frames_weight": config.given_frames_weight, "student_init": config.student_init,
+                "given_frames_weight": config.given_frames_weight,
+                "given_frames_from_noise": config.given_frames_from_noise, "student_init": config.student_init,
                 "student_init_distillation": self._student_init_record()}, indent=1))
 
     def _student_init_record(self) -> dict | None:
