@@ -289,3 +289,56 @@ def test_a_pipelines_text_encoder_folder_trains_as_the_encoder_with_its_tokenize
         (lone / name).write_bytes((assets / "t5" / name).read_bytes())
     bad = train(*common(assets, tmp_path / "bad", *base, "--text_encoder_name_1", lone))
     assert bad.returncode == 2 and "holds no tokenizer" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def in_process_trainer(assets, out, mask_config: Path, **overrides):
+    from soraplan.training.i2v_trainer import I2VTrainer, TrainConfig
+
+    values = dict(data=str(assets / "train" / "data.txt"), output_dir=str(out), model=str(assets / "model"),
+                  ae_path=str(assets / "vae"), text_encoder_name_1=str(assets / "t5"), mask_config=str(mask_config),
+                  num_frames=9, max_height=32, max_width=32, hw_stride=16, train_fps=8, min_num_frames=9,
+                  model_max_length=32, train_batch_size=2, checkpointing_steps=0)
+    return I2VTrainer(TrainConfig(**{**values, **overrides}))
+
+
+def test_condition_roundtrip_gives_continuations_vae_reconstructed_frames(assets, tmp_path):
+    """--condition_roundtrip 1: a continuation's given frames are the VAE's reconstruction of the clip
+    (what a long video's later segments are given), the target latents stay the clean clip's; mask
+    types outside --condition_roundtrip_masks, and runs without the flag, see the clean frames."""
+    continuations = tmp_path / "continuation.yaml"
+    continuations.write_text("min_clear_ratio: 0.3\nmax_clear_ratio: 0.6\nmask_type_ratio_dict_video:\n"
+                             "  continuation: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
+    clean = in_process_trainer(assets, tmp_path / "clean", continuations)
+    items = [clean.dataset[index] for index in (0, 1)]
+    batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items]}
+    with torch.no_grad():
+        plain = clean.encode_batch(batch, 3, [0, 1])
+        trainer = in_process_trainer(assets, tmp_path / "rt", continuations, condition_roundtrip=1.0)
+        tripped = trainer.encode_batch(batch, 3, [0, 1])
+        assert torch.equal(tripped.latents, plain.latents) and torch.equal(tripped.noise, plain.noise)
+        assert not torch.allclose(tripped.condition[:, :8], plain.condition[:, :8], atol=1e-3)
+        assert torch.equal(tripped.condition[:, 8:], plain.condition[:, 8:])  # the same masks were drawn
+
+        # the conditioning is exactly the clean trainer's for the reconstructed clip (same masks and noise)
+        video = batch["video"].to(trainer.vae.dtype)
+        recon = trainer.vae.decode(trainer.vae.encode(video).mode()).clamp(-1, 1)
+        of_recon = clean.encode_batch({**batch, "video": recon}, 3, [0, 1])
+        assert torch.allclose(of_recon.condition, tripped.condition, atol=1e-6)
+
+        i2v = tmp_path / "i2v.yaml"
+        i2v.write_text("mask_type_ratio_dict_video:\n  i2v: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
+        untouched = in_process_trainer(assets, tmp_path / "i2v_rt", i2v, condition_roundtrip=1.0)
+        reference = in_process_trainer(assets, tmp_path / "i2v", i2v)
+        assert torch.equal(untouched.encode_batch(batch, 3, [0, 1]).condition,
+                           reference.encode_batch(batch, 3, [0, 1]).condition)
+
+
+@pytest.mark.parametrize("flags,message", [(("--condition_roundtrip", "1.5"), "--condition_roundtrip is a probability"),
+                                           (("--condition_roundtrip_masks", "continuation,sideways"),
+                                            "unknown mask type 'sideways'")])
+def test_bad_condition_roundtrip_flags(assets, tmp_path, flags, message, capsys):
+    from soraplan.cli.main import main
+
+    code = main(["train", *map(str, common(assets, tmp_path / "o", "--max_train_steps", 1, *flags))])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and message in err[0], err

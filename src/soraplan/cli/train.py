@@ -28,6 +28,9 @@ HELPS = {
                             "captions only",
     "text_encoder_device": "where the frozen text encoder runs (default: with the model); 'cpu' saves its memory "
                            "on the accelerator (mT5-XXL: 10.5 GiB in bf16), best with --text_cache_dir",
+    "condition_roundtrip": "share (0-1) of the samples of --condition_roundtrip_masks types whose given frames are "
+                           "first passed through the VAE, as a long video's later segments are given them",
+    "condition_roundtrip_masks": "comma-separated mask types --condition_roundtrip applies to",
     "lora_rank": "train a LoRA adapter of this rank on the frozen transformer (0: every weight); the run writes "
                  "lora/ (diffusers' LoRA file, for --lora) instead of model/",
     "lora_alpha": "LoRA scale numerator (default: the rank, i.e. scale 1)",

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..data.annotations import DataConfig, load_training_samples
 from ..data.video_dataset import BucketBatchSampler, VideoTextDataset, collate
-from ..masks import add_condition_noise, compress_mask, mask_video, normalize_mask_ratios, sample_mask_type, temporal_mask
+from ..masks import MaskType, add_condition_noise, compress_mask, mask_video, normalize_mask_ratios, sample_mask_type, temporal_mask
 from ..models.checkpoints import init_inpaint_from_t2v, read_state_dict
 from ..models.configs import build_inpaint
 from ..models.text import encode_text, load_text_encoder
@@ -72,6 +72,10 @@ class TrainConfig(DataConfig):
     min_clear_ratio: float = 0.0
     max_clear_ratio: float = 1.0
     add_noise_to_condition: bool = False
+    # the given frames of this share of the samples whose mask type is in condition_roundtrip_masks are
+    # first passed through the VAE (encode, decode): what a long video's later segments are given
+    condition_roundtrip: float = 0.0
+    condition_roundtrip_masks: str = "continuation"
     model_max_length: int = 512
     text_cache_dir: str | None = None  # text-encoder states saved per caption, reused on later steps and runs
     text_encoder_device: str | None = None  # "cpu": keep the (frozen) text encoder off the accelerator
@@ -218,6 +222,9 @@ class I2VTrainer:
         check_same_flags(accelerator, asdict(config), local=NODE_LOCAL_FLAGS)
         device = accelerator.device
         self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
+        if not 0.0 <= config.condition_roundtrip <= 1.0:
+            raise ValueError(f"--condition_roundtrip is a probability, got {config.condition_roundtrip}; give a value in [0, 1]")
+        self.roundtrip_masks = {MaskType.parse(name.strip()) for name in config.condition_roundtrip_masks.split(",") if name.strip()}
 
         world, batch = accelerator.num_processes, config.train_batch_size
         if config.sp_size < 1 or world % config.sp_size:
@@ -438,7 +445,7 @@ class I2VTrainer:
             mask_types.append(sample_mask_type(ratios, rng))
             masks.append(temporal_mask(mask_types[-1], frames, self.min_clear, self.max_clear, rng))
         mask = torch.stack(masks).to(device)  # (B, T) 1 = generate
-        masked = mask_video(video, mask)
+        masked = mask_video(self.roundtrip_given_frames(video, mask_types, rngs), mask)
         if self.config.add_noise_to_condition:
             noisy_condition = []
             for i, (rng, g) in enumerate(zip(rngs, generators)):
@@ -459,6 +466,28 @@ class I2VTrainer:
         text, text_mask = self.text_states(batch["caption"])
         return EncodedBatch(latents, torch.cat([masked_latents, latent_mask], dim=1), noise, generators, text, text_mask,
                             mask_types)
+
+    @torch.no_grad()
+    def roundtrip_given_frames(self, video: torch.Tensor, mask_types: list, rngs: list) -> torch.Tensor:
+        """The clip (B, 3, T, H, W) with the samples drawn for --condition_roundtrip replaced by their VAE
+        reconstruction (posterior mode, decoded, clamped to [-1, 1]).
+
+        Why: a long video's later segments are continuations given frames the VAE decoded from the
+        previous segment, blurred and colour-shifted by the round trip, while training gives clean
+        frames; each segment then carries that shift on and adds its own (drift). Given round-tripped
+        frames and asked for the clean clip's latents, the model learns to undo the shift instead of
+        copying it. Only the conditioning changes: the target latents stay the clean clip's."""
+        p = self.config.condition_roundtrip
+        if p <= 0:
+            return video  # draws nothing: runs without the flag keep their random streams
+        chosen = [i for i, (kind, rng) in enumerate(zip(mask_types, rngs))
+                  if kind in self.roundtrip_masks and rng.random() < p]
+        if not chosen:
+            return video
+        video = video.clone()
+        part = video[chosen]  # (b, 3, T, H, W)
+        video[chosen] = self.vae.decode(self.vae.encode(part).mode()).clamp(-1, 1).to(video.dtype)
+        return video
 
     def text_states(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) states and (B, L) masks; with --text_cache_dir, each caption is encoded once ever."""
