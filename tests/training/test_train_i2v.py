@@ -335,7 +335,7 @@ def test_condition_roundtrip_gives_continuations_vae_reconstructed_frames(assets
 
 @pytest.mark.parametrize("flags,message", [(("--condition_roundtrip", "1.5"), "--condition_roundtrip is a probability"),
                                            (("--condition_roundtrip_masks", "continuation,sideways"),
-                                            "unknown mask type 'sideways'")])
+                                            "--condition_roundtrip_masks: unknown mask type 'sideways'")])
 def test_bad_condition_roundtrip_flags(assets, tmp_path, flags, message, capsys):
     from soraplan.cli.main import main
 

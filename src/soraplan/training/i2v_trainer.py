@@ -224,7 +224,11 @@ class I2VTrainer:
         self.mask_ratios_video, self.mask_ratios_image, self.min_clear, self.max_clear = load_mask_config(config.mask_config, config)
         if not 0.0 <= config.condition_roundtrip <= 1.0:
             raise ValueError(f"--condition_roundtrip is a probability, got {config.condition_roundtrip}; give a value in [0, 1]")
-        self.roundtrip_masks = {MaskType.parse(name.strip()) for name in config.condition_roundtrip_masks.split(",") if name.strip()}
+        try:
+            self.roundtrip_masks = {MaskType.parse(name.strip()) for name in config.condition_roundtrip_masks.split(",")
+                                    if name.strip()}
+        except ValueError as error:
+            raise ValueError(f"--condition_roundtrip_masks: {error}") from None
 
         world, batch = accelerator.num_processes, config.train_batch_size
         if config.sp_size < 1 or world % config.sp_size:
