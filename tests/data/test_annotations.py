@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections import Counter
 
 import pytest
+import torch
 
 from soraplan.data.annotations import (
     DataConfig,
@@ -138,6 +140,37 @@ def test_dataset_reads_real_files_and_skips_corrupt(tmp_path):
         rates.set_epoch(epoch)
         captions[rates.caption(rates.samples[0], __import__("random").Random(epoch))] += 1
     assert captions[""] / 400 == pytest.approx(0.25, abs=0.07)
+
+
+def test_dataset_anchor_is_the_first_frame_of_the_clips_video(tmp_path):
+    """With ``anchors``, an item also holds its video's (or cut's) first frame, read and resized as the
+    clip's frames are: for a clip cut from later in the video, a frame from before the clip."""
+    from soraplan.data.video_io import read_video
+
+    (path,) = make_videos(tmp_path, 1, frames=40, size=48)
+    frames, _ = read_video(path)
+    items = [video(path=path.name, h=48, w=48, frames=40, fps=8, cap="x"),
+             video(path=path.name, h=48, w=48, frames=40, fps=8, cap="x", cut=[6, 40])]
+    config = DataConfig(num_frames=9, max_height=32, max_width=32, hw_stride=16, train_fps=8, min_num_frames=9,
+                        force_resolution=True)
+    selection = select_samples([(tmp_path, items)], config, seed=3)
+    whole, cut = selection.samples
+    assert (whole.first_source_frame, cut.first_source_frame) == (0, 6)
+    assert whole.frame_indices[0] > 0 and cut.frame_indices[0] >= 6  # windows from later in the video
+    anchored = VideoTextDataset(selection.samples, cfg=0.0, anchors=True)
+    plain = VideoTextDataset(selection.samples, cfg=0.0)
+    for index, sample in enumerate(selection.samples):
+        item = anchored[index]
+        assert torch.equal(item["video"], plain[index]["video"]) and "anchor" not in plain[index]
+        # the anchor is the source frame, cropped and resized as a one-frame clip of that frame is
+        alone = VideoTextDataset([dataclasses.replace(sample, frame_indices=[sample.first_source_frame])], cfg=0.0)
+        assert torch.equal(item["anchor"], alone[0]["video"][:, 0])
+        nearest = min(range(len(frames)), key=lambda t: float(
+            (torch.from_numpy(frames[t]).float().permute(2, 0, 1)[None] / 127.5 - 1).sub(
+                torch.nn.functional.interpolate(item["anchor"][None], size=(48, 48), mode="bilinear")).abs().mean()))
+        assert nearest == sample.first_source_frame
+    batch = collate([anchored[0], anchored[1]])
+    assert batch["anchor"].shape == (2, 3, 32, 32) and "anchor" not in collate([plain[0], plain[1]])
 
 
 def test_annotate_and_check_commands(tmp_path):

@@ -87,6 +87,30 @@ def test_synth_command(tmp_path):
     assert bad.returncode == 2 and "--size" in bad.stderr
 
 
+@pytest.mark.parametrize("style", ["world", "drawn"])
+def test_long_clips_go_on_at_the_speed_of_short_ones(tmp_path, style):
+    """--num_frames 33 --motion_frames 9: the scenes of a 9-frame world (same seed), whose motion goes on
+    for 33 frames at that speed, so a moving shape may leave the picture; bad values are one-line errors."""
+    write_world(tmp_path / "short", 6, seed=4, frames=9, size=32, style=style)
+    write_world(tmp_path / "long", 6, seed=4, frames=33, size=32, style=style, motion_frames=9)
+    short = json.loads((tmp_path / "short" / "annotations.json").read_text())
+    long = json.loads((tmp_path / "long" / "annotations.json").read_text())
+    assert [i["scene"] for i in long] == [i["scene"] for i in short] and {i["num_frames"] for i in long} == {33}
+    left = 0
+    for item in long:
+        scene = scene_from_annotation(item)
+        video = render(scene, 33, 32)
+        assert np.array_equal(video[:9], render(scene, 9, 32))  # the short clip, then more of the same motion
+        cx, cy = scene.centre(32)
+        left += not (0 <= cx < 32 and 0 <= cy < 32)
+        decoded, _ = read_video(tmp_path / "long" / "videos" / item["path"])
+        assert decoded.shape == (33, 32, 32, 3)
+    assert left > 0  # some shapes are gone by frame 32, as in a long video
+    bad = subprocess.run([sys.executable, "-m", "soraplan", "data", "synth", "-o", str(tmp_path / "x"), "--num_frames",
+                          "9", "--motion_frames", "17"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--motion_frames" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_colour_jitter_varies_colours_but_keeps_their_names_and_the_plain_world():
     from soraplan.demo.world import BACKGROUNDS, MIN_CONTRAST, nearest_name
 

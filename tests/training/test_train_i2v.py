@@ -333,6 +333,54 @@ def test_condition_roundtrip_gives_continuations_vae_reconstructed_frames(assets
                            reference.encode_batch(batch, 3, [0, 1]).condition)
 
 
+def test_continuation_anchor_gives_continuations_their_videos_first_frame(assets, tmp_path):
+    """--continuation_anchor 1: a continuation's frame 0 is its video's first frame (the anchor), in the
+    target as in the conditioning, the rest of the clip unchanged: exactly the clean trainer's batch for
+    that clip; other mask types and runs without the flag see the clip itself."""
+    continuations = tmp_path / "continuation.yaml"
+    continuations.write_text("min_clear_ratio: 0.3\nmax_clear_ratio: 0.6\nmask_type_ratio_dict_video:\n"
+                             "  continuation: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
+    clean = in_process_trainer(assets, tmp_path / "clean", continuations)
+    trainer = in_process_trainer(assets, tmp_path / "anchored", continuations, continuation_anchor=1.0)
+    assert "anchor" not in clean.dataset[0]
+    later = [i for i, s in enumerate(trainer.dataset.samples) if s.frame_indices[0] > s.first_source_frame][:2]
+    assert len(later) == 2  # 12-frame videos, 9-frame clips: some windows start after the first frame
+    items = [trainer.dataset[index] for index in later]
+    batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items],
+             "anchor": torch.stack([item["anchor"] for item in items])}
+    assert not torch.allclose(batch["anchor"], batch["video"][:, :, 0], atol=1e-2)  # from earlier in time
+    with torch.no_grad():
+        anchored = trainer.encode_batch(batch, 3, [0, 1])
+        swapped = batch["video"].clone()
+        swapped[:, :, 0] = batch["anchor"]
+        expected = clean.encode_batch({**batch, "video": swapped}, 3, [0, 1])
+        assert torch.equal(anchored.latents, expected.latents) and torch.equal(anchored.condition, expected.condition)
+        plain = clean.encode_batch(batch, 3, [0, 1])
+        assert not torch.allclose(anchored.latents[:, :, 0], plain.latents[:, :, 0], atol=1e-3)
+
+        i2v = tmp_path / "i2v.yaml"
+        i2v.write_text("mask_type_ratio_dict_video:\n  i2v: 1\n  continuation: 0.001\nmask_type_ratio_dict_image:\n"
+                       "  clear: 1\n")
+        untouched = in_process_trainer(assets, tmp_path / "i2v_anchor", i2v, continuation_anchor=1.0)
+        reference = in_process_trainer(assets, tmp_path / "i2v", i2v)
+        assert torch.equal(untouched.encode_batch(batch, 3, [0, 1]).condition,
+                           reference.encode_batch(batch, 3, [0, 1]).condition)
+
+
+@pytest.mark.parametrize("case", ["not a probability", "no continuations"])
+def test_bad_continuation_anchor_flags(assets, tmp_path, case, capsys):
+    from soraplan.cli.main import main
+
+    if case == "not a probability":
+        flags, message = ("--continuation_anchor", "-0.1"), "--continuation_anchor is a probability"
+    else:
+        mask_config = tmp_path / "i2v_only.yaml"
+        mask_config.write_text("mask_type_ratio_dict_video:\n  i2v: 1\n")
+        flags, message = ("--continuation_anchor", "0.5", "--mask_config", mask_config), "the mask config draws none"
+    code = main(["train", *map(str, common(assets, tmp_path / "o", "--max_train_steps", 1, *flags))])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
 @pytest.mark.parametrize("flags,message", [(("--condition_roundtrip", "1.5"), "--condition_roundtrip is a probability"),
                                            (("--condition_roundtrip_masks", "continuation,sideways"),
                                             "--condition_roundtrip_masks: unknown mask type 'sideways'")])

@@ -31,6 +31,10 @@ def add_parser(subparsers) -> None:
     synth.add_argument("-o", "--output", required=True, help="folder for videos/, annotations.json, data.txt")
     synth.add_argument("--n", type=int, default=100, help="number of clips")
     synth.add_argument("--num_frames", type=int, default=17)
+    synth.add_argument("--motion_frames", type=int, default=None,
+                       help="clip length the shapes' speed is drawn for (default --num_frames: every shape stays in "
+                            "view); with a longer --num_frames the motion goes on at that speed and shapes may leave "
+                            "the picture, as in a long video (e.g. --num_frames 65 --motion_frames 17)")
     synth.add_argument("--size", type=int, default=64, help="square frame size in pixels (even)")
     synth.add_argument("--fps", type=float, default=8.0)
     synth.add_argument("--seed", type=int, default=0)
@@ -117,10 +121,12 @@ def run_synth(args) -> int:
         raise UserError("--n and --num_frames must be positive and --size an even number >= 16")
     if not 0 <= args.colour_jitter <= 64:
         raise UserError(f"--colour_jitter must lie in [0, 64], got {args.colour_jitter}")
+    if args.motion_frames is not None and not 1 <= args.motion_frames <= args.num_frames:
+        raise UserError(f"--motion_frames must lie in [1, --num_frames = {args.num_frames}], got {args.motion_frames}")
     if args.style == "drawn" and args.colour_jitter:
         raise UserError("--colour_jitter is for the world style; drawn clips vary their colours themselves")
     data_txt = write_world(args.output, args.n, args.seed, args.num_frames, args.size, args.fps, style=args.style,
-                           colour_jitter=args.colour_jitter, motions=args.motions)
+                           colour_jitter=args.colour_jitter, motions=args.motions, motion_frames=args.motion_frames)
     print(f"wrote {args.n} clips; train with --data {data_txt}")
     return 0
 

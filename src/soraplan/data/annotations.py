@@ -72,6 +72,13 @@ class Sample:
     resize_to: tuple[int, int] | None = None  # area-capped size before the stride crop; None: crop-resize
     crop: list[int] | None = None  # [x0, x1, y0, y1] applied after decoding
     aesthetic: float | None = None
+    # the first frame of the stream the clip was cut from (the video's, or its cut's): an anchored long
+    # video gives each segment that frame as an appearance reference (--continuation_anchor)
+    anchor_index: int | None = None
+
+    @property
+    def first_source_frame(self) -> int:
+        return self.frame_indices[0] if self.anchor_index is None else self.anchor_index
 
     @property
     def bucket(self) -> tuple[int, int, int]:
@@ -216,6 +223,7 @@ def _select(root: Path, item: dict, config: DataConfig, rng: random.Random, sele
         path=root / item["path"], captions=list(captions), is_video=is_video, frame_indices=indices,
         height=size[0], width=size[1], resize_to=resize_to, crop=item.get("crop"),
         aesthetic=item.get("aesthetic", item.get("aes")),
+        anchor_index=int((item.get("cut") or [0])[0]) if is_video else None,
     ))
     return None
 

@@ -27,13 +27,16 @@ DEFAULT_VIDEO_TEXT = "The video showcases a scene with coherent and clear visual
 DEFAULT_IMAGE_TEXT = "The image showcases a scene with coherent and clear visuals."
 
 
-def read_frames(sample: Sample) -> torch.Tensor:
-    """uint8 (T, 3, H, W) of a sample's source frames, cropped and resized to its sample size."""
+def read_frames(sample: Sample, with_anchor: bool = False):
+    """uint8 (T, 3, H, W) of a sample's source frames, cropped and resized to its sample size; with
+    ``with_anchor``, also (3, H, W) of the first frame of its stream (``Sample.first_source_frame``),
+    cropped and resized alike (an image is its own anchor)."""
+    indices = ([sample.first_source_frame] if with_anchor else []) + list(sample.frame_indices)
     if sample.is_video:
-        frames, _ = read_video(sample.path, max_frames=max(sample.frame_indices) + 1)
-        if len(frames) <= max(sample.frame_indices):
-            raise VideoReadError(f"{sample.path} has {len(frames)} frames, frame {max(sample.frame_indices)} is needed")
-        frames = frames[sample.frame_indices]
+        frames, _ = read_video(sample.path, max_frames=max(indices) + 1)
+        if len(frames) <= max(indices):
+            raise VideoReadError(f"{sample.path} has {len(frames)} frames, frame {max(indices)} is needed")
+        frames = frames[indices]
     else:
         from PIL import Image
 
@@ -42,7 +45,9 @@ def read_frames(sample: Sample) -> torch.Tensor:
                 frames = np.array(image.convert("RGB"))[None]
         except OSError as error:
             raise VideoReadError(f"cannot read image {sample.path}: {error}") from None
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, H, W)
+        if with_anchor:
+            frames = np.concatenate([frames, frames])
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, H, W), the anchor first if asked for
     if sample.crop:
         x0, x1, y0, y1 = sample.crop
         video = video[..., y0:y1, x0:x1]
@@ -50,7 +55,8 @@ def read_frames(sample: Sample) -> torch.Tensor:
         video = center_crop_resize(video, sample.height, sample.width)
     else:  # area cap, then centre crop to the stride
         video = center_crop(resize(video, *sample.resize_to), sample.height, sample.width)
-    return video.contiguous()
+    video = video.contiguous()
+    return (video[1:], video[0]) if with_anchor else video
 
 
 def unreadable_samples(samples: list[Sample], rank: int = 0, world: int = 1) -> list[tuple[int, str]]:
@@ -68,11 +74,13 @@ def unreadable_samples(samples: list[Sample], rank: int = 0, world: int = 1) -> 
 
 
 class VideoTextDataset(Dataset):
-    """Items ``{"video": (3, T, H, W) float in [-1, 1], "caption": str, "index": int}``."""
+    """Items ``{"video": (3, T, H, W) float in [-1, 1], "caption": str, "index": int}``; with ``anchors``
+    also ``"anchor"``: (3, H, W), the first frame of the clip's video (see ``read_frames``)."""
 
     def __init__(self, samples: list[Sample], cfg: float = 0.1, default_text_ratio: float = 0.5, seed: int = 0,
-                 clean_video_captions: bool = False, keep_chinese: bool = False):
+                 clean_video_captions: bool = False, keep_chinese: bool = False, anchors: bool = False):
         self.samples = samples
+        self.anchors = anchors
         self.clean_video_captions = clean_video_captions  # the reference cleans image captions only
         self.keep_chinese = keep_chinese
         self.cfg = cfg
@@ -110,13 +118,17 @@ class VideoTextDataset(Dataset):
                 continue
             sample = self.samples[candidate]
             try:
-                frames = read_frames(sample)
+                frames = read_frames(sample, with_anchor=self.anchors)
             except VideoReadError as error:
                 self.failed.add(candidate)
                 logger.warning("skipping unreadable sample (%d so far): %s", len(self.failed), error)
                 continue
-            video = frames.float().div(255).mul(2).sub(1).transpose(0, 1)  # (3, T, H, W)
-            return {"video": video, "caption": self.caption(sample, rng), "index": candidate}
+            item = {"caption": self.caption(sample, rng), "index": candidate}
+            if self.anchors:
+                frames, anchor = frames
+                item["anchor"] = anchor.float().div(255).mul(2).sub(1)  # (3, H, W)
+            item["video"] = frames.float().div(255).mul(2).sub(1).transpose(0, 1)  # (3, T, H, W)
+            return item
         raise RuntimeError(f"every sample of bucket {self.samples[index].bucket} is unreadable")
 
 
@@ -163,8 +175,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 def collate(items: list[dict]) -> dict:
-    return {
+    batch = {
         "video": torch.stack([item["video"] for item in items]),
         "caption": [item["caption"] for item in items],
         "index": torch.tensor([item["index"] for item in items]),
     }
+    if "anchor" in items[0]:
+        batch["anchor"] = torch.stack([item["anchor"] for item in items])  # (B, 3, H, W)
+    return batch

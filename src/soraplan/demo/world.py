@@ -171,19 +171,27 @@ STYLES = ("world", "drawn")
 
 
 def write_world(out_dir: str | Path, count: int, seed: int = 0, frames: int = 17, size: int = 64,
-                fps: float = 8.0, style: str = "world", colour_jitter: int = 0, motions: str = "axis") -> Path:
+                fps: float = 8.0, style: str = "world", colour_jitter: int = 0, motions: str = "axis",
+                motion_frames: int | None = None) -> Path:
     """Write ``count`` clips as mp4 + ``annotations.json`` + ``data.txt``; returns the data.txt path.
 
     ``style="drawn"``: the same kinds of scenes drawn by other means (soraplan.demo.drawn), to test a
     model on inputs the world generator never made. ``colour_jitter``: colours vary around the
     palette's (see ``vary_colours``), so that a model learns colours, not eight of them. ``motions``:
-    which directions the shapes take (``MOTIONS``: axis, diagonal or all)."""
+    which directions the shapes take (``MOTIONS``: axis, diagonal or all). ``motion_frames``: the clip
+    length the shapes' speed and start are drawn for (default ``frames``: each shape stays in view
+    throughout); clips of more ``frames`` go on at that speed, so shapes may leave the picture, as in a
+    long video from a model trained on ``motion_frames``-frame clips. The same seed then draws the same
+    scenes as a world of ``motion_frames``-frame clips."""
     from ..data.video_io import write_video
 
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if motions not in MOTIONS:
         raise ValueError(f"motions must be one of {', '.join(MOTIONS)}, got {motions!r}")
+    motion_frames = frames if motion_frames is None else motion_frames
+    if not 1 <= motion_frames <= frames:
+        raise ValueError(f"motion_frames must lie in [1, frames = {frames}], got {motion_frames}")
     if style == "drawn":
         from .drawn import random_drawn_scene
 
@@ -198,7 +206,7 @@ def write_world(out_dir: str | Path, count: int, seed: int = 0, frames: int = 17
     videos.mkdir(parents=True, exist_ok=True)
     items = []
     for index in range(count):
-        scene = new_scene(random.Random(seed * 1_000_003 + index), frames, size)
+        scene = new_scene(random.Random(seed * 1_000_003 + index), motion_frames, size)
         name = f"clip{index:05d}.mp4"
         write_video(videos / name, render(scene, frames, size), fps=fps)
         items.append({"path": name, "cap": [scene.caption], "resolution": {"height": size, "width": size},

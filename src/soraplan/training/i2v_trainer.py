@@ -76,6 +76,9 @@ class TrainConfig(DataConfig):
     # first passed through the VAE (encode, decode): what a long video's later segments are given
     condition_roundtrip: float = 0.0
     condition_roundtrip_masks: str = "continuation"
+    # this share of the continuation samples get their video's first frame as frame 0 (given), the rest
+    # of the clip unchanged: the layout of an anchored long video's segment (anchor, then recent frames)
+    continuation_anchor: float = 0.0
     model_max_length: int = 512
     text_cache_dir: str | None = None  # text-encoder states saved per caption, reused on later steps and runs
     text_encoder_device: str | None = None  # "cpu": keep the (frozen) text encoder off the accelerator
@@ -201,6 +204,12 @@ def step_generators(seed: int, step: int, positions: list[int], device) -> list[
     return [torch.Generator(device).manual_seed(hash((seed, step, p)) & 0x7FFFFFFF) for p in positions]
 
 
+def drawn_samples(mask_types: list, rngs: list, kinds: set, p: float) -> list[int]:
+    """Positions of the samples whose mask type is one of ``kinds``, each kept with probability ``p``
+    from its own stream (one draw per sample of those kinds, none for the others)."""
+    return [i for i, (kind, rng) in enumerate(zip(mask_types, rngs)) if kind in kinds and rng.random() < p]
+
+
 def per_sample_randn(shape, generators, device, dtype=torch.float32) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators])
 
@@ -229,6 +238,11 @@ class I2VTrainer:
                                     if name.strip()}
         except ValueError as error:
             raise ValueError(f"--condition_roundtrip_masks: {error}") from None
+        if not 0.0 <= config.continuation_anchor <= 1.0:
+            raise ValueError(f"--continuation_anchor is a probability, got {config.continuation_anchor}; give a value in [0, 1]")
+        if config.continuation_anchor > 0 and not self.mask_ratios_video.get(MaskType.continuation):
+            raise ValueError("--continuation_anchor applies to continuation samples, and the mask config draws none: "
+                             "give continuation a ratio in mask_type_ratio_dict_video")
 
         world, batch = accelerator.num_processes, config.train_batch_size
         if config.sp_size < 1 or world % config.sp_size:
@@ -244,7 +258,17 @@ class I2VTrainer:
                              "see `soraplan data check`")
         self.dataset = VideoTextDataset(selection.samples, config.cfg, config.default_text_ratio, config.seed,
                                         clean_video_captions=config.clean_video_captions,
-                                        keep_chinese=_encoder_is_multilingual(config.text_encoder_name_1))
+                                        keep_chinese=_encoder_is_multilingual(config.text_encoder_name_1),
+                                        anchors=config.continuation_anchor > 0)
+        if config.continuation_anchor > 0:
+            later = sum(s.is_video and s.first_source_frame != s.frame_indices[0] for s in selection.samples)
+            if accelerator.is_main_process:
+                logger.info("--continuation_anchor: %d of %d samples start after their video's first frame (an "
+                            "anchor from earlier in time); the others' anchor is their own frame 0",
+                            later, len(selection.samples))
+                if not later:
+                    logger.warning("--continuation_anchor: no sample starts after its video's first frame, so no "
+                                   "anchor is from earlier in time: give videos longer than --num_frames at --train_fps")
         self.sampler = BucketBatchSampler([s.bucket for s in selection.samples], batch, replicas, self.dp_rank,
                                           config.seed)
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -449,6 +473,7 @@ class I2VTrainer:
             mask_types.append(sample_mask_type(ratios, rng))
             masks.append(temporal_mask(mask_types[-1], frames, self.min_clear, self.max_clear, rng))
         mask = torch.stack(masks).to(device)  # (B, T) 1 = generate
+        video = self.anchor_continuations(video, batch.get("anchor"), mask_types, rngs)
         masked = mask_video(self.roundtrip_given_frames(video, mask_types, rngs), mask)
         if self.config.add_noise_to_condition:
             noisy_condition = []
@@ -472,6 +497,28 @@ class I2VTrainer:
                             mask_types)
 
     @torch.no_grad()
+    def anchor_continuations(self, video: torch.Tensor, anchors: torch.Tensor | None, mask_types: list,
+                             rngs: list) -> torch.Tensor:
+        """The clip (B, 3, T, H, W) with frame 0 of the continuation samples drawn for
+        --continuation_anchor replaced by their video's first frame (``anchors``: (B, 3, H, W)), in the
+        target as in the conditioning (a continuation's frame 0 is always given).
+
+        Why: an anchored long video (``--anchor``) gives every later segment the video's first frame
+        as frame 0 and the previous segment's last frames after it, a jump back in time that ordinary
+        continuations never show; the model then neither trusts the anchor nor keeps its look. Clips
+        cut from later in a longer video, given their video's first frame there, teach it to take the
+        object's appearance from frame 0 and the motion from the frames after it."""
+        p = self.config.continuation_anchor
+        if p <= 0 or anchors is None:  # (validation batches have no anchors: their loss stays comparable)
+            return video  # draws nothing: runs without the flag keep their random streams
+        chosen = drawn_samples(mask_types, rngs, {MaskType.continuation}, p)
+        if not chosen:
+            return video
+        video = video.clone()
+        video[chosen, :, 0] = anchors[chosen].to(video.device, video.dtype)
+        return video
+
+    @torch.no_grad()
     def roundtrip_given_frames(self, video: torch.Tensor, mask_types: list, rngs: list) -> torch.Tensor:
         """The clip (B, 3, T, H, W) with the samples drawn for --condition_roundtrip replaced by their VAE
         reconstruction (posterior mode, decoded, clamped to [-1, 1]).
@@ -484,8 +531,7 @@ class I2VTrainer:
         p = self.config.condition_roundtrip
         if p <= 0:
             return video  # draws nothing: runs without the flag keep their random streams
-        chosen = [i for i, (kind, rng) in enumerate(zip(mask_types, rngs))
-                  if kind in self.roundtrip_masks and rng.random() < p]
+        chosen = drawn_samples(mask_types, rngs, self.roundtrip_masks, p)
         if not chosen:
             return video
         video = video.clone()
