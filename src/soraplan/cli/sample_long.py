@@ -28,7 +28,8 @@ def add_long_video_options(parser) -> None:
         "latent frames each segment is given from the video so far (2: 5 pixel frames)"))
     group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False, help=(
         "also give every later segment the video's first frame (or the last keyframe image before it) as its "
-        "frame 0, re-stating the object's look"))
+        "frame 0, re-stating the object's look (off by default: the VAE blurs the overlap frames after it; "
+        "measured in the README)"))
     group.add_argument("--crossfade", action=argparse.BooleanOptionalAction, default=True, help=(
         "fade each overlap from the previous segment's frames to the next one's own, spreading the step at the "
         "seam over the overlap (on by default: smaller seams, measured; --no-crossfade keeps the overlap frames "

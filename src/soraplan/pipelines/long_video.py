@@ -22,7 +22,9 @@ frame the model has always been given in training (i2v and continuation start th
 keyframe image before the segment, else the video's first frame. The overlap follows it (``P - 1`` frames,
 so ``O`` latent frames of context either way), and the segment's length and stride stay as without
 anchoring. The anchor re-states the object's look in every segment; the price is a jump in time
-between the anchor and the overlap that the model has never seen. soraplan eval --long measures both.
+between the anchor and the overlap, which WF-VAE's causal temporal layers carry into the overlap's
+frames (a VAE round trip brings them back about 10 dB worse), so off by default. soraplan eval --long
+measures both.
 
 Crossfade (``crossfade``): a segment reproduces its given overlap frames only up to the model's and
 the VAE's error (about 33 dB for the demo model), so the step from the last given frame to its first
