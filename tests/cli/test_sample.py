@@ -272,6 +272,29 @@ def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
     assert np.array_equal(read_video(tmp_path / "one" / name)[0], read_video(tmp_path / "sp" / name)[0])
 
 
+@pytest.mark.slow
+def test_an_anchored_long_video_of_a_reference_frame_model_with_sp(assets, tmp_path):
+    """A model trained with a reference frame: its anchored segments are one latent frame longer (13
+    frames: 4 latent frames and the reference, padded to 6 over two ranks and masked), the video the
+    one a single process makes up to float summation order."""
+    from soraplan.pipelines import load_pipeline
+
+    pipe = load_pipeline(str(assets / "pipe"))
+    pipe.transformer.register_to_config(reference_frame=True)
+    pipe.save_pretrained(tmp_path / "reference_pipe")
+    args = ["--model_path", tmp_path / "reference_pipe", "--text_prompt", "a red circle",
+            "--conditional_pixel_values_path", assets / "a.png", "--crf", "0", *FAST, "--num_frames", 29,
+            "--segment_frames", 13, "--anchor"]
+    alone_and_sequence_parallel(args, tmp_path)
+    name = "EulerAncestralDiscrete_0_f29_s3.mp4"
+    record = json.loads((tmp_path / "sp" / name).with_suffix(".json").read_text())
+    assert [s["anchor_layout"] for s in record["long_video"]["segments"]] == [None, "reference frame", "reference frame"]
+    a = read_video(tmp_path / "one" / name)[0].astype(int)
+    b = read_video(tmp_path / "sp" / name)[0].astype(int)
+    assert a.shape == b.shape == (29, 64, 96, 3)
+    assert np.abs(a - b).mean() < 0.1 and np.abs(a - b).max() <= 16
+
+
 @pytest.mark.dist  # two processes: `make test-dist`
 def test_long_videos_are_the_same_alone_and_over_ddp(assets, tmp_path):
     """Two prompts, each a 17-frame video of two 9-frame segments, on two processes (one prompt each):

@@ -183,3 +183,48 @@ def test_a_task_may_carry_its_own_default_guidance(tmp_path):
     with pytest.raises(ValueError, match="unknown mask type 'transitions'"):
         OpenSoraInpaintPipeline(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
                                 task_guidance_scales={"transitions": 2})
+
+
+@pytest.fixture(scope="module")
+def reference_pipe():
+    """A tiny pipeline whose transformer says it was trained with a reference frame (--continuation_anchor)."""
+    pipe = build_tiny_pipeline(seed=3)
+    pipe.transformer.register_to_config(reference_frame=True)
+    return pipe
+
+
+def test_a_reference_goes_before_the_clip_as_its_own_given_latent_frame(reference_pipe):
+    """The transformer sees one more latent frame, first: the reference image encoded alone, mask 0
+    (given); the clip's conditioning after it as without a reference; the video is the clip's
+    num_frames frames, and the reference changes them."""
+    pipe = reference_pipe
+    seen = []
+    handle = pipe.transformer.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        plain = run(pipe, conditions=[image(seed=1)], mask_type="i2v")
+        plain_inputs = list(seen)
+        seen.clear()
+        referenced = run(pipe, conditions=[image(seed=1)], mask_type="i2v", reference=image(seed=2, size=(96, 128)))
+    finally:
+        handle.remove()
+    assert referenced.shape == plain.shape == (1, 9, 32, 64, 3)
+    assert not np.array_equal(referenced, plain)
+    assert np.array_equal(referenced, run(pipe, conditions=[image(seed=1)], mask_type="i2v",
+                                          reference=image(seed=2, size=(96, 128))))
+    model_in, plain_in = seen[0], plain_inputs[0]  # (2 CFG halves, 8 + 8 + 4, T', h, w)
+    assert model_in.shape[2] == plain_in.shape[2] + 1 == 4
+    assert torch.equal(model_in[:, 8:, 1:], plain_in[:, 8:])  # the clip's masked latents and mask, unchanged
+    assert torch.all(model_in[:, 16:, 0] == 0)  # the reference: given
+    pixels = torch.from_numpy(image(seed=2, size=(96, 128))).permute(2, 0, 1)[None]  # resized as the clip: 32x64
+    from soraplan.data.transforms import center_crop_resize
+
+    pixels = center_crop_resize(pixels, 32, 64).float().div(255).mul(2).sub(1).transpose(0, 1)[None]
+    expected = pipe.vae.normalize_latents(pipe.vae.encode(pixels).mode())[:, :, 0]
+    assert torch.allclose(model_in[:1, 8:16, 0], expected, atol=1e-5)
+
+
+def test_a_reference_needs_a_model_trained_for_it(pipe, reference_pipe):
+    with pytest.raises(ValueError, match="not trained with a reference frame"):
+        run(pipe, conditions=[image()], reference=image())
+    with pytest.raises(ValueError, match="num_frames must be more than 1"):
+        run(reference_pipe, conditions=[image()], reference=image(), num_frames=1)

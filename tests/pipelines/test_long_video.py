@@ -130,6 +130,34 @@ def test_crossfade_fades_each_overlap_from_the_given_frames_to_the_segments_own(
     assert not np.array_equal(out.videos, before.videos)
 
 
+def test_a_model_trained_with_a_reference_frame_gets_the_anchor_before_each_segment():
+    """With a reference-frame model (soraplan train --continuation_anchor) an anchored segment is
+    given the whole overlap, as without anchoring, and the first frame as its reference (one latent
+    frame before the segment): the overlap frames are exactly what the next segment was given."""
+    pipe = build_tiny_pipeline(seed=2)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.transformer.register_to_config(reference_frame=True)
+    calls, frames_seen = [], []
+    handle = pipe.transformer.register_forward_pre_hook(lambda module, args: frames_seen.append(args[0].shape[2]))
+    try:
+        out, image = run_long(pipe, calls, num_frames=25, anchor=True, crossfade=False)
+        unanchored, _ = run_long(pipe, num_frames=25, anchor=False, crossfade=False)
+    finally:
+        handle.remove()
+    video = out.videos[0]
+    assert video.shape == (25, 32, 32, 3) and "reference" not in calls[0]
+    for call, segment in zip(calls[1:], out.segments[1:]):
+        given = dict(zip(call["condition_indices"], call["conditions"]))
+        assert sorted(given) == list(range(5))
+        for local in range(5):
+            np.testing.assert_array_equal(given[local], video[segment["start"] + local])
+        np.testing.assert_array_equal(call["reference"], image)
+        assert segment["anchored"] and segment["anchor_layout"] == "reference frame"
+    assert set(frames_seen[:2]) == {3} and set(frames_seen[2:len(calls) * 2]) == {4}  # 9 frames: 3 latent, + 1
+    np.testing.assert_array_equal(video[:9], unanchored.videos[0][:9])  # the first segment has no anchor
+    assert not np.array_equal(video, unanchored.videos[0])
+
+
 def test_same_seed_same_long_video_and_keyframes_on_the_long_timeline(tiny):
     other = np.random.default_rng(5).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     calls = []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from soraplan.masks import MaskType
 from safetensors.torch import load_file
 
 from ..conftest import build_tiny_pipeline, make_videos
@@ -333,15 +335,16 @@ def test_condition_roundtrip_gives_continuations_vae_reconstructed_frames(assets
                            reference.encode_batch(batch, 3, [0, 1]).condition)
 
 
-def test_continuation_anchor_gives_continuations_their_videos_first_frame(assets, tmp_path):
-    """--continuation_anchor 1: a continuation's frame 0 is its video's first frame (the anchor), in the
-    target as in the conditioning, the rest of the clip unchanged: exactly the clean trainer's batch for
-    that clip; other mask types and runs without the flag see the clip itself."""
+def test_continuation_anchor_puts_the_videos_first_frame_before_the_clip(assets, tmp_path):
+    """--continuation_anchor 1: every batch is a continuation batch whose latents start with one extra,
+    given latent frame: the video's first frame (from earlier in time) encoded alone; the clip's own
+    latents, its masked-video latents and its mask behind it are exactly the clean trainer's for that
+    clip; the saved model says it takes a reference frame. Without the flag nothing changes."""
     continuations = tmp_path / "continuation.yaml"
     continuations.write_text("min_clear_ratio: 0.3\nmax_clear_ratio: 0.6\nmask_type_ratio_dict_video:\n"
                              "  continuation: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
     clean = in_process_trainer(assets, tmp_path / "clean", continuations)
-    trainer = in_process_trainer(assets, tmp_path / "anchored", continuations, continuation_anchor=1.0)
+    trainer = in_process_trainer(assets, tmp_path / "anchored", continuations, continuation_anchor=1.0, use_ema=True)
     assert "anchor" not in clean.dataset[0]
     later = [i for i, s in enumerate(trainer.dataset.samples) if s.frame_indices[0] > s.first_source_frame][:2]
     assert len(later) == 2  # 12-frame videos, 9-frame clips: some windows start after the first frame
@@ -349,34 +352,60 @@ def test_continuation_anchor_gives_continuations_their_videos_first_frame(assets
     batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items],
              "anchor": torch.stack([item["anchor"] for item in items])}
     assert not torch.allclose(batch["anchor"], batch["video"][:, :, 0], atol=1e-2)  # from earlier in time
+    for name, write in trainer.trained_parts():  # what a checkpoint and the final output hold
+        write(tmp_path / "saved" / name)
+        assert json.loads((tmp_path / "saved" / name / "config.json").read_text())["reference_frame"] is True, name
     with torch.no_grad():
         anchored = trainer.encode_batch(batch, 3, [0, 1])
-        swapped = batch["video"].clone()
-        swapped[:, :, 0] = batch["anchor"]
-        expected = clean.encode_batch({**batch, "video": swapped}, 3, [0, 1])
-        assert torch.equal(anchored.latents, expected.latents) and torch.equal(anchored.condition, expected.condition)
         plain = clean.encode_batch(batch, 3, [0, 1])
-        assert not torch.allclose(anchored.latents[:, :, 0], plain.latents[:, :, 0], atol=1e-3)
+        frames = plain.latents.shape[2]
+        assert anchored.latents.shape[2] == anchored.condition.shape[2] == anchored.noise.shape[2] == frames + 1
+        assert anchored.mask_types == [MaskType.continuation] * 2
+        # behind the reference, the clip exactly as without it (not the frame-0-swapped clip: nothing of
+        # the anchor reaches the clip's latents)
+        assert torch.equal(anchored.latents[:, :, 1:], plain.latents)
+        assert torch.equal(anchored.condition[:, :, 1:], plain.condition)
+        # the reference: the anchor image encoded alone (a draw from its posterior, the clip's draws before
+        # it in each sample's stream), given
+        from soraplan.training.i2v_trainer import per_sample_randn, step_generators
 
-        i2v = tmp_path / "i2v.yaml"
-        i2v.write_text("mask_type_ratio_dict_video:\n  i2v: 1\n  continuation: 0.001\nmask_type_ratio_dict_image:\n"
-                       "  clear: 1\n")
-        untouched = in_process_trainer(assets, tmp_path / "i2v_anchor", i2v, continuation_anchor=1.0)
-        reference = in_process_trainer(assets, tmp_path / "i2v", i2v)
-        assert torch.equal(untouched.encode_batch(batch, 3, [0, 1]).condition,
-                           reference.encode_batch(batch, 3, [0, 1]).condition)
+        generators = step_generators(trainer.config.seed, 3, [0, 1], "cpu")
+        for shape in (plain.latents.shape[1:], plain.latents.shape[1:]):
+            per_sample_randn(shape, generators, "cpu")
+        posterior = trainer.vae.encode(batch["anchor"][:, :, None])
+        for part in (anchored.latents[:, :, :1], anchored.condition[:, :8, :1]):
+            draw = posterior.mean + posterior.std * per_sample_randn(posterior.mean.shape[1:], generators, "cpu")
+            assert torch.allclose(part, trainer.vae.normalize_latents(draw), atol=1e-6)
+        assert torch.all(anchored.condition[:, 8:, 0] == 0)
+        # the model's inputs and targets follow the latents; a validation batch (no anchors) is plain
+        model_in, target, *_ = trainer.prepare_inputs(batch, 3, [0, 1])
+        assert model_in.shape[2] == target.shape[2] == frames + 1
+        assert trainer.encode_batch({k: v for k, v in batch.items() if k != "anchor"}, 3, [0, 1]).latents.shape[2] == frames
+    assert trainer.model.config.reference_frame and not clean.model.config.reference_frame
 
 
-@pytest.mark.parametrize("case", ["not a probability", "no continuations"])
-def test_bad_continuation_anchor_flags(assets, tmp_path, case, capsys):
+def test_continuation_anchor_draws_whole_batches(assets, tmp_path):
+    """A share of the batches, each whole (one latent length per batch), whatever the mask mix drew."""
+    mix = tmp_path / "mix.yaml"
+    mix.write_text("mask_type_ratio_dict_video:\n  i2v: 1\n  transition: 1\nmask_type_ratio_dict_image:\n  clear: 1\n")
+    trainer = in_process_trainer(assets, tmp_path / "half", mix, continuation_anchor=0.5)
+    items = [trainer.dataset[index] for index in range(2)]
+    batch = {"video": torch.stack([item["video"] for item in items]), "caption": [item["caption"] for item in items],
+             "anchor": torch.stack([item["anchor"] for item in items])}
+    kinds = []
+    with torch.no_grad():
+        for step in range(12):
+            encoded = trainer.encode_batch(batch, step, [0, 1])
+            anchored = encoded.latents.shape[2] == 4  # 9-frame clips: 3 latent frames, + 1
+            assert anchored == (encoded.mask_types == [MaskType.continuation] * 2)
+            kinds.append(anchored)
+    assert 0 < sum(kinds) < len(kinds)
+
+
+def test_bad_continuation_anchor_flag(assets, tmp_path, capsys):
     from soraplan.cli.main import main
 
-    if case == "not a probability":
-        flags, message = ("--continuation_anchor", "-0.1"), "--continuation_anchor is a probability"
-    else:
-        mask_config = tmp_path / "i2v_only.yaml"
-        mask_config.write_text("mask_type_ratio_dict_video:\n  i2v: 1\n")
-        flags, message = ("--continuation_anchor", "0.5", "--mask_config", mask_config), "the mask config draws none"
+    flags, message = ("--continuation_anchor", "-0.1"), "--continuation_anchor is a probability"
     code = main(["train", *map(str, common(assets, tmp_path / "o", "--max_train_steps", 1, *flags))])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1 and message in err[0], err

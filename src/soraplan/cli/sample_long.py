@@ -27,9 +27,9 @@ def add_long_video_options(parser) -> None:
     group.add_argument("--overlap", type=int, default=OVERLAP_DEFAULT, help=(
         "latent frames each segment is given from the video so far (2: 5 pixel frames)"))
     group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False, help=(
-        "also give every later segment the video's first frame (or the last keyframe image before it) as its "
-        "frame 0, re-stating the object's look (off by default: the VAE blurs the overlap frames after it; "
-        "measured in the README)"))
+        "also give every later segment the video's first frame (or the last keyframe image before it), "
+        "re-stating the object's look: as a reference frame before the segment for a model trained for it "
+        "(soraplan train --continuation_anchor), else as its frame 0 (off by default; measured in the README)"))
     group.add_argument("--crossfade", action=argparse.BooleanOptionalAction, default=True, help=(
         "fade each overlap from the previous segment's frames to the next one's own, spreading the step at the "
         "seam over the overlap (on by default: smaller seams, measured; --no-crossfade keeps the overlap frames "

@@ -31,9 +31,9 @@ HELPS = {
     "condition_roundtrip": "share (0-1) of the samples of --condition_roundtrip_masks types whose given frames are "
                            "first passed through the VAE, as a long video's later segments are given them",
     "condition_roundtrip_masks": "comma-separated mask types --condition_roundtrip applies to",
-    "continuation_anchor": "share (0-1) of the continuation samples given their video's first frame as frame 0 "
-                           "(clips cut from later in longer videos): trains the layout of `soraplan sample "
-                           "--anchor`'s long-video segments",
+    "continuation_anchor": "share (0-1) of the batches made anchored continuations: each sample's video's first "
+                           "frame given before the clip as an extra latent frame (clips cut from later in longer "
+                           "videos); the model then takes `soraplan sample --anchor`'s reference frame",
     "lora_rank": "train a LoRA adapter of this rank on the frozen transformer (0: every weight); the run writes "
                  "lora/ (diffusers' LoRA file, for --lora) instead of model/",
     "lora_alpha": "LoRA scale numerator (default: the rank, i.e. scale 1)",

@@ -346,6 +346,11 @@ class OpenSoraInpaint(OpenSoraT2V):
     Input channels: noisy latent (C) | VAE latent of the masked conditioning video (C) | compressed frame
     mask (``vae_scale_factor_t``). The two conditioning inputs get their own patch embedding followed by
     a bias-free linear that is zero at initialisation, so a fresh model behaves as the T2V model.
+
+    ``reference_frame``: the model was trained (``soraplan train --continuation_anchor``) to take an
+    appearance reference as one extra given latent frame before the clip (the image encoded alone,
+    mask 0; the pipeline's ``reference``). Nothing in the forward pass changes: the flag tells a
+    pipeline which layout an anchored long video's segments get.
     """
 
     @register_to_config
@@ -378,6 +383,7 @@ class OpenSoraInpaint(OpenSoraT2V):
         sparse_n: int = 2,
         vae_scale_factor_t: int = 4,
         guidance_embeds: bool = False,
+        reference_frame: bool = False,
     ):
         super().__init__(
             num_attention_heads=num_attention_heads,

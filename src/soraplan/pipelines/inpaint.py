@@ -25,7 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..masks import MaskType, add_condition_noise, compress_mask
 from ..models.text import encode_text
-from .conditioning import Conditioning, build_conditioning
+from .conditioning import Conditioning, build_conditioning, load_condition, to_common_resolution
 from .lora import OpenSoraLoraLoaderMixin
 
 
@@ -120,6 +120,13 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
     def clip_frames(self) -> int:
         """The clip length the model makes in one pass (``default_num_frames``); longer videos are chained."""
         return int(getattr(self.config, "default_num_frames", None) or 93)
+
+    @property
+    def takes_reference_frame(self) -> bool:
+        """True for a model trained to take an appearance reference as an extra latent frame before
+        the clip (``reference``; the transformer's ``reference_frame``, set by ``soraplan train
+        --continuation_anchor``)."""
+        return bool(getattr(self.transformer.config, "reference_frame", False))
 
     @property
     def guidance_in_one_pass(self) -> bool:
@@ -249,6 +256,7 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         max_sequence_length: int | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        reference=None,
     ):
         """Generate ``num_samples_per_prompt`` videos for each prompt, all with the same conditioning.
 
@@ -257,6 +265,12 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         default type. Images and videos are paths, PIL images or uint8 arrays. ``num_inference_steps``
         and ``guidance_scale`` default to the pipeline's (``default_num_inference_steps``,
         ``default_guidance_scale``).
+
+        ``reference``: an appearance reference image for a model trained to take one
+        (``takes_reference_frame``: ``soraplan train --continuation_anchor``). It is encoded alone and
+        given as one extra latent frame before the clip (mask 0), sampled with it, and dropped before
+        decoding: the video is the ``num_frames`` clip, the reference reaches none of its latents
+        through the VAE. An anchored long video gives every later segment the video's first frame so.
         """
         given_guidance = guidance_scale
         num_inference_steps, guidance_scale = self.sampling_settings(num_inference_steps, guidance_scale)
@@ -274,6 +288,13 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
             self.check_inputs(num_frames, height, width, guidance_scale, num_inference_steps, noise_strength)
         batch = len(prompts) * num_samples_per_prompt
         real_h, real_w = conditioning.video.shape[-2:]
+        if reference is not None:
+            if not self.takes_reference_frame:
+                raise ValueError("this model was not trained with a reference frame (soraplan train "
+                                 "--continuation_anchor); give the image as a keyframe instead")
+            if num_frames == 1:
+                raise ValueError("a reference frame goes before a video's frames: num_frames must be more than 1")
+            reference = to_common_resolution([load_condition(reference)], real_h, real_w, True, max_hxw)[0]
 
         use_cfg = guidance_scale > 1.0 and self.guidance_range is None
         negatives = None
@@ -299,6 +320,12 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         cond = None  # inpaint model: [masked-video latent | latent mask] appended to every input
         if self.takes_conditioning:
             cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
+            if reference is not None:  # one more latent frame, first: the reference alone, given
+                pixels = reference.float().div(255).mul(2).sub(1).transpose(0, 1)[None]  # (1, 3, 1, H, W)
+                reference_latent = self.vae.normalize_latents(self.vae.encode(pixels.to(device, self.vae.dtype)).mode())
+                cond_latents = torch.cat([reference_latent, cond_latents], dim=2)
+                latent_mask = torch.cat([torch.zeros_like(latent_mask[:, :, :1]), latent_mask], dim=2)
+                latent_size = (latent_size[0] + 1, *latent_size[1:])
             cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype)
             cond = cond.expand(batch * halves, -1, -1, -1, -1)
 
@@ -363,6 +390,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
             latents = self.scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]
 
         self.maybe_free_model_hooks()
+        if reference is not None:
+            latents = latents[:, :, 1:]  # the clip's latents
         if output_type == "latent":
             videos = latents
         else:

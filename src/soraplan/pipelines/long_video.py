@@ -17,14 +17,16 @@ Keyframes are placed on the long timeline: each goes to the segment whose new fr
 own index there (a transition's last image at ``N - 1`` lands in the last segment). ``loop`` gives
 the video's first frame as its last frame too, so the video ends where it starts.
 
-Anchoring (``anchor``): every later segment also gets an appearance reference as its frame 0, the
-frame the model has always been given in training (i2v and continuation start there): the last
-keyframe image before the segment, else the video's first frame. The overlap follows it (``P - 1`` frames,
-so ``O`` latent frames of context either way), and the segment's length and stride stay as without
-anchoring. The anchor re-states the object's look in every segment; the price is a jump in time
-between the anchor and the overlap, which WF-VAE's causal temporal layers carry into the overlap's
-frames (a VAE round trip brings them back about 10 dB worse), so off by default. soraplan eval --long
-measures both.
+Anchoring (``anchor``): every later segment also gets an appearance reference: the last keyframe
+image before the segment, else the video's first frame. A model trained for it (``soraplan train
+--continuation_anchor``; ``pipe.takes_reference_frame``) takes it as one extra latent frame before
+the segment (the pipeline's ``reference``), the overlap and everything else as without anchoring.
+Any other model gets it as the segment's frame 0, the frame it has always been given in training
+(i2v and continuation start there); the overlap follows it (``P - 1`` frames, so ``O`` latent frames
+of context either way), and the segment's length and stride stay as without anchoring. There the
+jump in time between the anchor and the overlap is carried by WF-VAE's causal temporal layers into
+the overlap's frames (a VAE round trip brings them back about 10 dB worse): off by default.
+soraplan eval --long measures both.
 
 Crossfade (``crossfade``): a segment reproduces its given overlap frames only up to the model's and
 the VAE's error (about 33 dB for the demo model), so the step from the last given frame to its first
@@ -240,6 +242,7 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
         raise ValueError("a one-segment loop needs its first frame given (an image): make the video longer than "
                          "one segment, or give the first frame")
 
+    as_reference = pipe.takes_reference_frame  # anchors before the clip, as the model was trained
     collected = [] if on_frames is None else None
     emit = on_frames if on_frames is not None else collected.append
     context = overlap_frames(plan.overlap)
@@ -251,27 +254,34 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
             on_segment(segment.index, len(plan.segments))
         # a segment's frame j is the long timeline's start + j; with an anchor, frame 0 is the anchor
         # instead of the first overlap frame
-        images, indices = [], []
+        images, indices, reference = [], [], None
         anchored = plan.anchor and segment.overlap > 0
+        in_frame = anchored and not as_reference  # the anchor takes the overlap's first frame
         if segment.overlap:
             if anchored:
                 earlier = [i for i in keyframes if i < segment.new_start and not is_video]
-                images.append(_hwc(keyframes[max(earlier)]) if earlier else first)
+                anchor_image = _hwc(keyframes[max(earlier)]) if earlier else first
+                if as_reference:
+                    reference = anchor_image
+                else:
+                    images.append(anchor_image)
             given = tail[-segment.overlap:]
-            images += list(given[1:] if anchored else given)
+            images += list(given[1:] if in_frame else given)
             indices += list(range(segment.overlap))
         for local, index in sorted(segment.keyframes.items()):
             images.append(_hwc(keyframes[index]) if index in keyframes else first)  # else: the loop's end
             indices.append(local)
+        extra = {"reference": reference} if reference is not None else {}
         result = pipe(segment.prompt, conditions=images or None, condition_indices=indices or None,
-                      num_frames=segment.num_frames, height=height, width=width, crop_for_hw=True, **call_kwargs)
+                      num_frames=segment.num_frames, height=height, width=width, crop_for_hw=True, **extra,
+                      **call_kwargs)
         video = result.videos[0]  # (T, H, W, 3)
         if first is None:
             first = video[0].copy()
         if crossfade and segment.overlap:  # the overlap fades from the given frames to this segment's own
             # (an anchored segment's frame 0 is its version of the anchor, not of the overlap's first frame:
             # that frame keeps the previous segment's version, and the fade runs over the rest)
-            fading = segment.overlap - 1 if anchored else segment.overlap
+            fading = segment.overlap - 1 if in_frame else segment.overlap
             weight = np.arange(1, fading + 1, dtype=np.float32)[:, None, None, None] / (fading + 1)
             faded = (1 - weight) * tail[-fading:] + weight * video[segment.overlap - fading:segment.overlap]
             tail = np.concatenate([tail[:-fading], np.round(faded).astype(np.uint8)])
@@ -280,7 +290,9 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
             emit(np.ascontiguousarray(made[:-context]))
         tail = made[-context:].copy()
         records.append({"segment": segment.index, "start": segment.start, "num_frames": segment.num_frames,
-                        "overlap": segment.overlap, "anchored": anchored, "crossfade": crossfade and segment.overlap > 0,
+                        "overlap": segment.overlap, "anchored": anchored,
+                        "anchor_layout": ("reference frame" if as_reference else "frame 0") if anchored else None,
+                        "crossfade": crossfade and segment.overlap > 0,
                         "prompt": segment.prompt,
                         "mask_type": result.mask_type.value, "guidance_scale": result.guidance_scale,
                         "keyframes": sorted(segment.keyframes.values())})

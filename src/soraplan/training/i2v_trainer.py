@@ -76,8 +76,9 @@ class TrainConfig(DataConfig):
     # first passed through the VAE (encode, decode): what a long video's later segments are given
     condition_roundtrip: float = 0.0
     condition_roundtrip_masks: str = "continuation"
-    # this share of the continuation samples get their video's first frame as frame 0 (given), the rest
-    # of the clip unchanged: the layout of an anchored long video's segment (anchor, then recent frames)
+    # this share of the batches are anchored continuations: every sample a continuation with its video's
+    # first frame before the clip as one extra given latent frame (the layout of an anchored long video's
+    # segments with a model trained for it, OpenSoraInpaint's reference_frame)
     continuation_anchor: float = 0.0
     model_max_length: int = 512
     text_cache_dir: str | None = None  # text-encoder states saved per caption, reused on later steps and runs
@@ -167,11 +168,14 @@ def load_mask_config(path: str | None, config: TrainConfig) -> tuple[dict, dict,
 
 def build_transformer(config: TrainConfig) -> OpenSoraInpaint:
     """--model: a registry name or a folder with config.json; --pretrained: T2V or I2V weights."""
+    # the layout the model is trained on, in its config from the start (model/ and model_ema/ save it;
+    # set later, diffusers' from_config would take it for an unset default)
+    layout = {"reference_frame": True} if config.continuation_anchor > 0 else {}
     if config.model in REGISTRY:
         model = build_inpaint(REGISTRY[config.model], interpolation_scale_t=config.interpolation_scale_t,
                               interpolation_scale_h=config.interpolation_scale_h,
                               interpolation_scale_w=config.interpolation_scale_w, sparse1d=config.sparse1d,
-                              sparse_n=config.sparse_n)
+                              sparse_n=config.sparse_n, **layout)
     else:
         folder = Path(config.model)
         if not (folder / "config.json").is_file():
@@ -179,7 +183,7 @@ def build_transformer(config: TrainConfig) -> OpenSoraInpaint:
         with open(folder / "config.json") as f:
             fields = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
         fields.setdefault("vae_scale_factor_t", 4)
-        model = OpenSoraInpaint.from_config(fields)
+        model = OpenSoraInpaint.from_config({**fields, **layout})
     if config.pretrained:
         report = init_inpaint_from_t2v(model, read_state_dict(config.pretrained))
         logger.info("initialised from %s: %d tensors copied", config.pretrained, len(report.copied))
@@ -240,9 +244,6 @@ class I2VTrainer:
             raise ValueError(f"--condition_roundtrip_masks: {error}") from None
         if not 0.0 <= config.continuation_anchor <= 1.0:
             raise ValueError(f"--continuation_anchor is a probability, got {config.continuation_anchor}; give a value in [0, 1]")
-        if config.continuation_anchor > 0 and not self.mask_ratios_video.get(MaskType.continuation):
-            raise ValueError("--continuation_anchor applies to continuation samples, and the mask config draws none: "
-                             "give continuation a ratio in mask_type_ratio_dict_video")
 
         world, batch = accelerator.num_processes, config.train_batch_size
         if config.sp_size < 1 or world % config.sp_size:
@@ -264,7 +265,7 @@ class I2VTrainer:
             later = sum(s.is_video and s.first_source_frame != s.frame_indices[0] for s in selection.samples)
             if accelerator.is_main_process:
                 logger.info("--continuation_anchor: %d of %d samples start after their video's first frame (an "
-                            "anchor from earlier in time); the others' anchor is their own frame 0",
+                            "anchor from earlier in time); the others' anchor is their own first frame",
                             later, len(selection.samples))
                 if not later:
                     logger.warning("--continuation_anchor: no sample starts after its video's first frame, so no "
@@ -468,12 +469,13 @@ class I2VTrainer:
         rngs = [random.Random(hash((self.config.seed, step, p, 1))) for p in positions]  # ints only: str hashes vary by process
         frames = video.shape[2]
         ratios = self.mask_ratios_video if frames > 1 else self.mask_ratios_image
+        anchored = frames > 1 and self.is_anchored_batch(batch, step, positions)
         masks, mask_types = [], []
         for rng in rngs:
-            mask_types.append(sample_mask_type(ratios, rng))
+            drawn = sample_mask_type(ratios, rng)  # drawn either way: the clip's mask is the one it would have
+            mask_types.append(MaskType.continuation if anchored else drawn)
             masks.append(temporal_mask(mask_types[-1], frames, self.min_clear, self.max_clear, rng))
         mask = torch.stack(masks).to(device)  # (B, T) 1 = generate
-        video = self.anchor_continuations(video, batch.get("anchor"), mask_types, rngs)
         masked = mask_video(self.roundtrip_given_frames(video, mask_types, rngs), mask)
         if self.config.add_noise_to_condition:
             noisy_condition = []
@@ -491,32 +493,31 @@ class I2VTrainer:
 
         latents, masked_latents = encode(video), encode(masked)
         latent_mask = compress_mask(mask.to(latents.dtype), video.shape[-2], video.shape[-1])
+        if anchored:  # the anchor alone (one frame: nothing of it reaches the clip's latents), given, first
+            anchor = batch["anchor"].to(device, video.dtype)[:, :, None]  # (B, 3, 1, H, W)
+            latents = torch.cat([encode(anchor), latents], dim=2)  # (B, 8, T' + 1, h, w)
+            masked_latents = torch.cat([encode(anchor), masked_latents], dim=2)
+            latent_mask = torch.cat([torch.zeros_like(latent_mask[:, :, :1]), latent_mask], dim=2)
         noise = per_sample_randn(latents.shape[1:], generators, device, latents.dtype)
         text, text_mask = self.text_states(batch["caption"])
         return EncodedBatch(latents, torch.cat([masked_latents, latent_mask], dim=1), noise, generators, text, text_mask,
                             mask_types)
 
-    @torch.no_grad()
-    def anchor_continuations(self, video: torch.Tensor, anchors: torch.Tensor | None, mask_types: list,
-                             rngs: list) -> torch.Tensor:
-        """The clip (B, 3, T, H, W) with frame 0 of the continuation samples drawn for
-        --continuation_anchor replaced by their video's first frame (``anchors``: (B, 3, H, W)), in the
-        target as in the conditioning (a continuation's frame 0 is always given).
+    def is_anchored_batch(self, batch: dict, step: int, positions: list[int]) -> bool:
+        """Whether this batch is drawn for --continuation_anchor: one draw per batch (its samples must
+        share one latent length), from a stream of (seed, step, first position), so the ranks of a
+        sequence-parallel group, which share a batch, agree.
 
-        Why: an anchored long video (``--anchor``) gives every later segment the video's first frame
-        as frame 0 and the previous segment's last frames after it, a jump back in time that ordinary
-        continuations never show; the model then neither trusts the anchor nor keeps its look. Clips
-        cut from later in a longer video, given their video's first frame there, teach it to take the
-        object's appearance from frame 0 and the motion from the frames after it."""
+        Why the layout: an anchored long video (``--anchor``) gives every later segment the video's first
+        frame as an appearance reference. Put in the clip as its frame 0, WF-VAE's causal temporal layers
+        carry it into the next frames (the overlap's) and blur them; encoded alone and placed before the
+        clip as its own latent frame it leaves the clip's latents as they are. Clips cut from later in
+        longer videos, each given its video's first frame that way, teach the model to take the object's
+        look from the reference and the motion from the frames after it."""
         p = self.config.continuation_anchor
-        if p <= 0 or anchors is None:  # (validation batches have no anchors: their loss stays comparable)
-            return video  # draws nothing: runs without the flag keep their random streams
-        chosen = drawn_samples(mask_types, rngs, {MaskType.continuation}, p)
-        if not chosen:
-            return video
-        video = video.clone()
-        video[chosen, :, 0] = anchors[chosen].to(video.device, video.dtype)
-        return video
+        if p <= 0 or batch.get("anchor") is None:  # (validation batches have no anchors: their loss stays comparable)
+            return False  # draws nothing: runs without the flag keep their random streams
+        return random.Random(hash((self.config.seed, step, positions[0], 2))).random() < p
 
     @torch.no_grad()
     def roundtrip_given_frames(self, video: torch.Tensor, mask_types: list, rngs: list) -> torch.Tensor:
