@@ -252,8 +252,8 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
     for segment in plan.segments:
         if on_segment is not None:
             on_segment(segment.index, len(plan.segments))
-        # a segment's frame j is the long timeline's start + j; with an anchor, frame 0 is the anchor
-        # instead of the first overlap frame
+        # a segment's frame j is the long timeline's start + j; with an anchor in frame 0 (a model without
+        # a reference frame), frame 0 is the anchor instead of the first overlap frame
         images, indices, reference = [], [], None
         anchored = plan.anchor and segment.overlap > 0
         in_frame = anchored and not as_reference  # the anchor takes the overlap's first frame
@@ -279,8 +279,8 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
         if first is None:
             first = video[0].copy()
         if crossfade and segment.overlap:  # the overlap fades from the given frames to this segment's own
-            # (an anchored segment's frame 0 is its version of the anchor, not of the overlap's first frame:
-            # that frame keeps the previous segment's version, and the fade runs over the rest)
+            # (with the anchor in frame 0, the segment's frame 0 is its version of the anchor, not of the
+            # overlap's first frame: that frame keeps the previous segment's version, the fade runs over the rest)
             fading = segment.overlap - 1 if in_frame else segment.overlap
             weight = np.arange(1, fading + 1, dtype=np.float32)[:, None, None, None] / (fading + 1)
             faded = (1 - weight) * tail[-fading:] + weight * video[segment.overlap - fading:segment.overlap]
