@@ -25,7 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..masks import MaskType, add_condition_noise, compress_mask
 from ..models.text import encode_text
-from .conditioning import Conditioning, build_conditioning, load_condition, to_common_resolution
+from .conditioning import Conditioning, build_conditioning
 from .lora import OpenSoraLoraLoaderMixin
 
 
@@ -294,7 +294,8 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
                                  "--continuation_anchor); give the image as a keyframe instead")
             if num_frames == 1:
                 raise ValueError("a reference frame goes before a video's frames: num_frames must be more than 1")
-            reference = to_common_resolution([load_condition(reference)], real_h, real_w, True, max_hxw)[0]
+            # a one-frame clip of the image, given, at the clip's size: encoded alone below
+            reference = build_conditioning([reference], 1, real_h, real_w, mask_type=MaskType.i2v, crop_for_hw=True)
 
         use_cfg = guidance_scale > 1.0 and self.guidance_range is None
         negatives = None
@@ -321,10 +322,9 @@ class OpenSoraInpaintPipeline(DiffusionPipeline, OpenSoraLoraLoaderMixin):
         if self.takes_conditioning:
             cond_latents, latent_mask = self.encode_conditioning([conditioning], noise_strength, generator, device)
             if reference is not None:  # one more latent frame, first: the reference alone, given
-                pixels = reference.float().div(255).mul(2).sub(1).transpose(0, 1)[None]  # (1, 3, 1, H, W)
-                reference_latent = self.vae.normalize_latents(self.vae.encode(pixels.to(device, self.vae.dtype)).mode())
+                reference_latent, reference_mask = self.encode_conditioning([reference], 0.0, generator, device)
                 cond_latents = torch.cat([reference_latent, cond_latents], dim=2)
-                latent_mask = torch.cat([torch.zeros_like(latent_mask[:, :, :1]), latent_mask], dim=2)
+                latent_mask = torch.cat([reference_mask, latent_mask], dim=2)
                 latent_size = (latent_size[0] + 1, *latent_size[1:])
             cond = torch.cat([cond_latents, latent_mask], dim=1).to(dtype)
             cond = cond.expand(batch * halves, -1, -1, -1, -1)
