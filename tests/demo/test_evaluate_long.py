@@ -27,7 +27,8 @@ def moving_scene() -> Scene:
 
 def measured(video, direction, num_frames=33) -> dict:
     rows, steps = segment_rows(video, segments_of(num_frames), direction, diagonals=False)
-    result = LongEvalResult([{"clip": "c", "anchor": False, **row} for row in rows], [{"anchor": False, **steps}])
+    result = LongEvalResult([{"clip": "c", "anchor": False, "direction": direction, **row} for row in rows],
+                            [{"anchor": False, **steps}])
     return result.summary()["anchor_off"]
 
 
@@ -94,6 +95,31 @@ def test_a_shape_that_leaves_the_picture_is_not_in_view():
     frame[20:30, 58:64] = (255, 0, 0)  # cut by the right border
     assert not in_view(frame)
     assert not in_view(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_still_and_moving_clips_are_also_counted_apart():
+    """A moving shape that leaves the picture takes the last segment's rate down to the still clips';
+    the summary shows each kind's own rates, and the CLI prints them."""
+    from dataclasses import replace
+
+    from soraplan.cli.evaluate import format_long
+
+    moving = moving_scene()
+    leaving = replace(moving, speed=moving.speed * 2.5)  # in view at frame 16, gone by frame 28
+    still = replace(moving, direction="still", speed=0.0)
+    rows, videos = [], []
+    for name, scene in (("still", still), ("moving", moving), ("leaving", leaving)):
+        clip_rows, steps = segment_rows(render(scene, 33, 64), segments_of(33), scene.direction, diagonals=False)
+        rows += [{"clip": name, "anchor": True, "direction": scene.direction, **row} for row in clip_rows]
+        videos.append({"anchor": True, **steps})
+    summary = LongEvalResult(rows, videos).summary()["anchor_on"]
+    assert summary["by_motion"]["still"]["clips"] == 1 and summary["by_motion"]["moving"]["clips"] == 2
+    still_last, moving_last = (summary["by_motion"][m]["segments"][-1] for m in ("still", "moving"))
+    assert still_last == {"direction_ok": 1.0, "in_view": 1.0, "shape_and_colour_kept": 1.0}
+    assert moving_last["in_view"] == 0.5 and moving_last["shape_and_colour_kept"] == 1.0  # judged on the one in view
+    assert summary["segments"][-1]["in_view"] == pytest.approx(2 / 3)
+    printed = format_long({"world": {"anchor_on": summary}})
+    assert "world / anchor_on / moving (2 clips)" in printed and "in view 100% / 50% / 50%" in printed
 
 
 @pytest.mark.slow

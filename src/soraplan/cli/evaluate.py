@@ -201,11 +201,20 @@ def format_long(summaries: dict[str, dict]) -> str:
                 cells = " ".join(f"{'' if segment[k] is None else f'{100 * segment[k]:.1f}%':>{w}s}" for k, w in (
                     ("direction_ok", 9), ("in_view", 8), ("shape_and_colour_kept", 6)))
                 lines.append(f"{f'{name} / {mode} / {index + 1}':34s} {cells}")
+            for motion, part in summary.get("by_motion", {}).items():  # still and moving clips apart
+                label = f"{name} / {mode} / {motion} ({part['clips']} clips)"
+                lines.append(f"{label:34s} kept per segment {_per_segment_percents(part, 'shape_and_colour_kept')}; "
+                             f"in view {_per_segment_percents(part, 'in_view')}")
             ratio = summary["seam_ratio"]
             lines.append(f"{f'{name} / {mode} / seams':34s} seam / as long a stretch inside "
                          f"{'n/a' if ratio is None else f'{ratio:.2f}'} (target <= 1.5); last segment kept within "
                          f"10 points of the first: {summary['kept_target_met']}")
     return "\n".join(lines)
+
+
+def _per_segment_percents(part: dict, key: str) -> str:
+    """"97% / 81% / n/a": one rate per segment."""
+    return " / ".join("n/a" if segment[key] is None else f"{100 * segment[key]:.0f}%" for segment in part["segments"])
 
 
 def run_long(pipe, args, worlds: dict, steps: int, started: float) -> int:

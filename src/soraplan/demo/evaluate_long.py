@@ -98,16 +98,21 @@ class LongEvalResult:
 
     def summary(self) -> dict:
         """Per anchoring mode ("anchor_off" / "anchor_on"): per segment the direction, in-view and
-        kept rates, and the seam ratio; then whether the targets hold."""
+        kept rates (of all clips, and of the still and the moving ones apart), and the seam ratio; then
+        whether the targets hold."""
         out = {}
         for anchor in sorted({r["anchor"] for r in self.rows}):
             rows = [r for r in self.rows if r["anchor"] == anchor]
             count = max(r["segment"] for r in rows) + 1
-            per_segment = []
-            for index in range(count):
-                mine = [r for r in rows if r["segment"] == index]
-                per_segment.append({key: _rate([r[key] for r in mine])
-                                    for key in ("direction_ok", "in_view", "shape_and_colour_kept")})
+            per_segment = _per_segment(rows, count)
+            # still and moving clips apart: a moving shape leaves the picture in a long video, so the
+            # last segments' kept rate rests mostly on the still clips; this shows each kind's own
+            by_motion = {}
+            for motion in ("still", "moving"):
+                mine = [r for r in rows if (r["direction"] == "still") == (motion == "still")]
+                if mine:
+                    by_motion[motion] = {"clips": len({r["clip"] for r in mine}),
+                                         "segments": _per_segment(mine, count)}
             seams = [v for video in self.videos if video["anchor"] == anchor for v in video["seam_steps"]]
             inside = [v for video in self.videos if video["anchor"] == anchor for v in video["inside_steps"]]
             stretches = [v for video in self.videos if video["anchor"] == anchor
@@ -116,7 +121,7 @@ class LongEvalResult:
                           if seams and stretches and np.mean(stretches) > 0 else None)
             first, last = per_segment[0]["shape_and_colour_kept"], per_segment[-1]["shape_and_colour_kept"]
             out["anchor_on" if anchor else "anchor_off"] = {
-                "segments": per_segment, "seam_ratio": seam_ratio,
+                "segments": per_segment, "by_motion": by_motion, "seam_ratio": seam_ratio,
                 "mean_seam_step": float(np.mean(seams)) if seams else None,
                 "mean_inside_step": float(np.mean(inside)) if inside else None,
                 "mean_inside_stretch_max": float(np.mean(stretches)) if stretches else None,
@@ -124,6 +129,12 @@ class LongEvalResult:
                 "seam_target_met": None if seam_ratio is None else seam_ratio <= SEAM_RATIO,
                 "clips": len({r["clip"] for r in rows})}
         return out
+
+
+def _per_segment(rows: list[dict], count: int) -> list[dict]:
+    """Per segment index, the direction, in-view and kept rates of these rows."""
+    return [{key: _rate([r[key] for r in rows if r["segment"] == index])
+             for key in ("direction_ok", "in_view", "shape_and_colour_kept")} for index in range(count)]
 
 
 def _rate(values: list) -> float | None:
