@@ -99,6 +99,7 @@ def alone_and_sequence_parallel(args: list, tmp_path: Path):
     return parallel
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 @pytest.mark.parametrize("num_frames,exact", [(13, True), (9, False)])
 def test_sequence_parallel_matches_one_process(assets, tmp_path, num_frames, exact):
     """13 frames = 4 latent frames split 2 + 2; 9 frames = 3 latent frames, padded to 4 and masked."""
@@ -158,6 +159,7 @@ def test_sequence_and_cfg_parallel_together_on_four_processes(assets, tmp_path):
     assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 8
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_cfg_parallel_needs_pairs(assets, tmp_path):
     result = sample("--model_path", assets / "pipe", "--text_prompt", "p", "--cfg_parallel", "--sp",
                     "--save_img_path", tmp_path, *FAST, env={"OMP_NUM_THREADS": "1"},

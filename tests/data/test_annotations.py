@@ -193,6 +193,7 @@ def test_annotate_and_check_commands(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_annotate_sharded_over_two_processes_writes_what_one_process_writes(tmp_path):
     """torchrun with 2 processes (gloo): each probes every other file, rank 0 merges; real mp4s, an
     image, a corrupt video and a clip without a caption, and the same file as one process writes."""

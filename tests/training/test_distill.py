@@ -308,6 +308,7 @@ def test_bad_flags_are_one_line_errors(assets, tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # nothing written for a mistake
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_release_script_runs_on_two_processes(assets, tmp_path):
     """scripts/text_condition/gpu/distill_inpaint_v1_3.sh with a teacher given as the release's separate
     transformer / VAE / text-encoder folders, under torchrun with 2 processes (DDP, gloo)."""

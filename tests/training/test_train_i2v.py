@@ -228,6 +228,7 @@ def test_no_surviving_samples_is_a_clear_error(assets, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_reference_script_runs_on_cpu(assets, tmp_path):
     env = {"LAUNCH": f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port 29641",
            "DATA": str(assets / "train" / "data.txt"), "MODEL": str(assets / "model"), "PRETRAINED": str(assets / "model"),

@@ -88,6 +88,7 @@ def test_checkpoint_bookkeeping(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-15"]
 
 
+@pytest.mark.dist  # two processes: `make test-dist`
 def test_two_process_data_parallel_training(videos, tmp_path):
     """torchrun with 2 CPU processes: one gloo group, one set of weights, per-rank RNG state saved."""
     out = tmp_path / "ddp"
