@@ -246,6 +246,7 @@ def test_long_video_with_a_prompt_per_segment_streams_one_mp4_and_replays(assets
     assert [(s["start"], s["num_frames"], s["prompt"]) for s in segments] == [(0, 9, "a red circle"),
                                                                               (4, 9, "a blue circle")]
     assert [s["mask_type"] for s in segments] == ["i2v", "continuation"] and record["frames_sha256"]
+    assert record["long_video"]["anchor"] is False and not segments[1]["anchored"]  # the default for this model
     replay = sample("--from_json", video.with_suffix(".json"), "--save_img_path", tmp_path / "replay")
     assert replay.returncode == 0, replay.stderr[-3000:]
     assert "frames identical to the recorded video" in replay.stdout
@@ -276,9 +277,9 @@ def test_long_video_is_the_same_alone_and_sequence_parallel(assets, tmp_path):
 
 @pytest.mark.slow
 def test_an_anchored_long_video_of_a_reference_frame_model_with_sp(assets, tmp_path):
-    """A model trained with a reference frame: its anchored segments are one latent frame longer (13
-    frames: 4 latent frames and the reference, padded to 6 over two ranks and masked), the video the
-    one a single process makes up to float summation order."""
+    """A model trained with a reference frame, anchored by default: its anchored segments are one latent
+    frame longer (13 frames: 4 latent frames and the reference, padded to 6 over two ranks and masked),
+    the video the one a single process makes up to float summation order."""
     from soraplan.pipelines import load_pipeline
 
     pipe = load_pipeline(str(assets / "pipe"))
@@ -286,10 +287,11 @@ def test_an_anchored_long_video_of_a_reference_frame_model_with_sp(assets, tmp_p
     pipe.save_pretrained(tmp_path / "reference_pipe")
     args = ["--model_path", tmp_path / "reference_pipe", "--text_prompt", "a red circle",
             "--conditional_pixel_values_path", assets / "a.png", "--crf", "0", *FAST, "--num_frames", 29,
-            "--segment_frames", 13, "--anchor"]
+            "--segment_frames", 13]
     alone_and_sequence_parallel(args, tmp_path)
     name = "EulerAncestralDiscrete_0_f29_s3.mp4"
     record = json.loads((tmp_path / "sp" / name).with_suffix(".json").read_text())
+    assert record["long_video"]["anchor"] is True and record["arguments"]["anchor"] is True
     assert [s["anchor_layout"] for s in record["long_video"]["segments"]] == [None, "reference frame", "reference frame"]
     a = read_video(tmp_path / "one" / name)[0].astype(int)
     b = read_video(tmp_path / "sp" / name)[0].astype(int)

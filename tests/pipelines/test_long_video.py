@@ -45,12 +45,17 @@ def test_keyframes_go_to_the_segment_that_makes_them_and_prompts_follow_the_stor
     (dict(overlap=0), "at least 1"),
     (dict(keyframe_indices=[65]), "keyframe index 65 lies outside the 65-frame video"),
     (dict(prompts=["a", "b"]), "2 prompts for a video of 5 segments"),
-    (dict(anchor=True, overlap=1), "anchoring needs an overlap of at least 2"),
+    (dict(anchor=True, overlap=1), "anchoring in frame 0 .* needs an overlap of at least 2"),
 ])
 def test_bad_plans_say_what_is_wrong(kwargs, message):
     arguments = {**dict(num_frames=65, segment_frames=17, prompts=["p"]), **kwargs}
     with pytest.raises(ValueError, match=message):
         plan_long_video(**arguments)
+
+
+def test_a_reference_frame_anchor_needs_no_second_overlap_frame():
+    plan = plan_long_video(65, 17, ["p"], overlap=1, anchor=True, anchor_as_reference=True)
+    assert plan.anchor and [(s.start, s.overlap) for s in plan.segments] == [(0, 0), (16, 1), (32, 1), (48, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +149,9 @@ def test_a_model_trained_with_a_reference_frame_gets_the_anchor_before_each_segm
         unanchored, _ = run_long(pipe, num_frames=25, anchor=False, crossfade=False)
     finally:
         handle.remove()
+    defaulted, _ = run_long(pipe, num_frames=25, crossfade=False)  # anchoring is this model's default
+    assert defaulted.anchor and out.anchor and not unanchored.anchor
+    np.testing.assert_array_equal(defaulted.videos, out.videos)
     video = out.videos[0]
     assert video.shape == (25, 32, 32, 3) and "reference" not in calls[0]
     for call, segment in zip(calls[1:], out.segments[1:]):

@@ -79,6 +79,7 @@ def test_a_long_looping_video_through_the_api_reports_its_segments_and_replays(s
     sidecar = next(name for name in download if name.endswith(".json"))
     record = json.loads(Path(sidecar).read_text())
     assert [s["start"] for s in record["long_video"]["segments"]] == [0, 12, 24] and record["long_video"]["loop"]
+    assert record["long_video"]["anchor"] is False and record["arguments"]["anchor"] is False  # the model's default
     replay = subprocess.run([sys.executable, "-m", "soraplan", "sample", "--from_json", sidecar, "--save_img_path",
                              str(tmp_path), "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert replay.returncode == 0, replay.stderr[-3000:]

@@ -398,6 +398,8 @@ def run(args) -> int:
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     clip_frames = args.segment_frames or pipe.clip_frames
+    if args.anchor is None:  # anchoring's default follows the model (README, "Long videos"); recorded as resolved
+        args.anchor = pipe.takes_reference_frame
     for job in mine:
         resolve_num_frames(args, clip_frames, job)
         if is_long(args, job, clip_frames):

@@ -26,10 +26,11 @@ def add_long_video_options(parser) -> None:
         "K segments after the first: sets --num_frames to F + K·(F - P) (F segment frames, P overlap frames)"))
     group.add_argument("--overlap", type=int, default=OVERLAP_DEFAULT, help=(
         "latent frames each segment is given from the video so far (2: 5 pixel frames)"))
-    group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False, help=(
+    group.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None, help=(
         "also give every later segment the video's first frame (or the last keyframe image before it), "
         "re-stating the object's look: as a reference frame before the segment for a model trained for it "
-        "(soraplan train --continuation_anchor), else as its frame 0 (off by default; measured in the README)"))
+        "(soraplan train --continuation_anchor), else as its frame 0. Default: on for a model trained with the "
+        "reference frame, off for any other (each measured better that way; README)"))
     group.add_argument("--crossfade", action=argparse.BooleanOptionalAction, default=True, help=(
         "fade each overlap from the previous segment's frames to the next one's own, spreading the step at the "
         "seam over the overlap (on by default: smaller seams, measured; --no-crossfade keeps the overlap frames "

@@ -107,6 +107,7 @@ def web_recorder(source, dtype, device, fps: int, argv: list[str]):
         args.sample_method, args.seed, args.fps, args.crf = request.scheduler, seed, fps, 18
         args.cache_threshold = request.cache_threshold if request.step_cache else 0.0
         args.loop = request.loop
+        args.anchor = getattr(result, "anchor", None)  # a long video's: the model's default, resolved
         conditions = arguments["conditions"]
         job = Job(0, arguments["prompt"], conditions, arguments["condition_indices"],
                   condition_records=[condition_record(path) for path in conditions] if conditions else None)

@@ -25,8 +25,9 @@ Any other model gets it as the segment's frame 0, the frame it has always been g
 (i2v and continuation start there); the overlap follows it (``P - 1`` frames, so ``O`` latent frames
 of context either way), and the segment's length and stride stay as without anchoring. There the
 jump in time between the anchor and the overlap is carried by WF-VAE's causal temporal layers into
-the overlap's frames (a VAE round trip brings them back about 10 dB worse): off by default.
-soraplan eval --long measures both.
+the overlap's frames (a VAE round trip brings them back about 10 dB worse). By default (``anchor=None``)
+anchoring is on for a model with the reference frame and off for any other: soraplan eval --long, which
+measures both, found each better that way (README, "Long videos").
 
 Crossfade (``crossfade``): a segment reproduces its given overlap frames only up to the model's and
 the VAE's error (about 33 dB for the demo model), so the step from the last given frame to its first
@@ -111,12 +112,14 @@ def parse_storyboard(value, num_frames: int | None) -> tuple[list[tuple[str, int
 
 def plan_long_video(num_frames: int, segment_frames: int, prompts: list[str] | list[tuple[str, int]],
                     keyframe_indices: list[int] = (), overlap: int = DEFAULT_OVERLAP, anchor: bool = False,
-                    loop: bool = False) -> LongVideoPlan:
+                    loop: bool = False, anchor_as_reference: bool = False) -> LongVideoPlan:
     """Cut ``num_frames`` into segments (see the module docstring).
 
     ``prompts``: one prompt for the whole video, one per segment, or storyboard parts ``(prompt,
     frames)`` (a segment takes the part that holds most of its new frames). ``keyframe_indices``: the
-    long-timeline frames the user gives (a loop adds ``num_frames - 1``)."""
+    long-timeline frames the user gives (a loop adds ``num_frames - 1``). ``anchor_as_reference``: the
+    anchor comes as a reference frame before the segment, not in its frame 0 (then one overlap frame is
+    enough)."""
     for name, value in (("num_frames", num_frames), ("segment frames", segment_frames)):
         if value < 1 or (value - 1) % 4:
             raise ValueError(f"{name} {value} is not 4k+1 (e.g. {max(1, (value - 1) // 4 * 4 + 1)} or "
@@ -125,8 +128,9 @@ def plan_long_video(num_frames: int, segment_frames: int, prompts: list[str] | l
     if num_frames > segment_frames and not 1 <= overlap < latent:
         raise ValueError(f"overlap {overlap} latent frames: it must be at least 1 and less than the segment's "
                          f"{latent} latent frames ({segment_frames} pixel frames)")
-    if anchor and num_frames > segment_frames and overlap < 2:
-        raise ValueError("anchoring needs an overlap of at least 2 latent frames (the anchor takes the first)")
+    if anchor and not anchor_as_reference and num_frames > segment_frames and overlap < 2:
+        raise ValueError("anchoring in frame 0 (a model without a reference frame) needs an overlap of at least 2 "
+                         "latent frames (the anchor takes the first): raise --overlap or drop --anchor")
     keyframes = sorted(set(keyframe_indices) | ({num_frames - 1} if loop else set()))
     for index in keyframes:
         if not 0 <= index < num_frames:
@@ -169,12 +173,14 @@ def plan_long_video(num_frames: int, segment_frames: int, prompts: list[str] | l
 @dataclass
 class LongVideoOutput:
     """``videos``: (1, N, H, W, 3) uint8 when no ``on_frames`` took the frames, else None;
-    ``segments``: per segment its start, frames, prompt, mask type and guidance scale."""
+    ``segments``: per segment its start, frames, prompt, mask type and guidance scale; ``anchor``: whether
+    anchoring was asked for (``anchor=None`` resolved to the model's default)."""
 
     videos: np.ndarray | None
     segments: list[dict]
     height: int
     width: int
+    anchor: bool = False
 
 
 def user_keyframes(conditions: list, num_frames: int, indices: list[int] | None, mask_type,
@@ -211,7 +217,7 @@ def user_keyframes(conditions: list, num_frames: int, indices: list[int] | None,
 
 
 def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_frames: int,
-                        segment_frames: int | None = None, overlap: int = DEFAULT_OVERLAP, anchor: bool = False,
+                        segment_frames: int | None = None, overlap: int = DEFAULT_OVERLAP, anchor: bool | None = None,
                         loop: bool = False, crossfade: bool = True, condition_indices: list[int] | None = None, mask_type=None,
                         height: int = 352, width: int = 640, crop_for_hw: bool = False, max_hxw: int = 236544,
                         on_frames: Callable[[np.ndarray], None] | None = None,
@@ -222,7 +228,8 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
     each new run of (T, H, W, 3) uint8 frames in order (nothing is collected then);
     ``on_segment(i, n)`` is called before segment i of n. ``call_kwargs`` go to every segment's
     pipeline call (steps, guidance, generator, negative prompt, ...). One video per call: every
-    segment's conditioning is that video's own frames."""
+    segment's conditioning is that video's own frames. ``anchor``: True / False, or None for the model's
+    default (on for a model with the reference frame, off for any other)."""
     if call_kwargs.get("num_samples_per_prompt", 1) != 1:
         raise ValueError("a long video is made one at a time: num_samples_per_prompt must be 1")
     if not pipe.takes_conditioning:
@@ -237,12 +244,14 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
     if loop and num_frames - 1 in keyframes:
         raise ValueError(f"a loop ends on its first frame, but frame {num_frames - 1} is already given: drop the "
                          "loop or that keyframe")
-    plan = plan_long_video(num_frames, segment_frames, prompts, list(keyframes), overlap, anchor, loop)
+    as_reference = pipe.takes_reference_frame  # anchors before the clip, as the model was trained
+    if anchor is None:  # the default: measured better on for such a model, off for any other
+        anchor = as_reference
+    plan = plan_long_video(num_frames, segment_frames, prompts, list(keyframes), overlap, anchor, loop, as_reference)
     if loop and 0 not in keyframes and plan.segments[0].keyframes.get(num_frames - 1) is not None:
         raise ValueError("a one-segment loop needs its first frame given (an image): make the video longer than "
                          "one segment, or give the first frame")
 
-    as_reference = pipe.takes_reference_frame  # anchors before the clip, as the model was trained
     collected = [] if on_frames is None else None
     emit = on_frames if on_frames is not None else collected.append
     context = overlap_frames(plan.overlap)
@@ -298,7 +307,7 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
                         "keyframes": sorted(segment.keyframes.values())})
     emit(np.ascontiguousarray(tail))  # the last frames, held back for a next segment that never came
     videos = np.concatenate(collected)[None] if collected is not None else None
-    return LongVideoOutput(videos, records, height, width)
+    return LongVideoOutput(videos, records, height, width, anchor)
 
 
 def _hwc(frame: torch.Tensor) -> np.ndarray:
