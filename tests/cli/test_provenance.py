@@ -99,6 +99,7 @@ def test_from_json_refuses_what_it_cannot_replay(tmp_path, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
 
 
+@pytest.mark.slow  # sampling runs with a refiner model, about 30 s: `make test-slow`
 def test_caption_refiner_rewrites_the_prompt_the_model_sees(assets, tmp_path):
     prompt = "a red circle moves to the right"
     refined = sample("--model_path", assets / "pipe", "--text_prompt", prompt, "--caption_refiner",

@@ -238,6 +238,7 @@ def test_guidance_range_student_keeps_the_teachers_task_defaults_inside_its_rang
     assert settings["3,8"]["default_guidance_scale"] == 7.5
 
 
+@pytest.mark.slow  # three distillation runs, about 30 s (the trainer's own kill-and-resume test stays in make test): `make test-slow`
 def test_kill_and_resume_reproduces_the_uninterrupted_run(assets, tmp_path):
     """The target network and the EMA are part of the checkpoint: a run killed with -9 and resumed ends
     with the uninterrupted run's student (here one with a guidance embedding), EMA and losses."""
@@ -415,6 +416,7 @@ def test_given_frames_loss_reaches_only_the_latent_frames_that_hold_given_frames
         assert torch.allclose(loss, expected), kind
 
 
+@pytest.mark.slow  # two distillation runs, about 20 s: `make test-slow`
 def test_student_init_goes_on_from_an_earlier_student(assets, tmp_path):
     """--student_init: the student (and the lcm target network) start from an earlier student's weights,
     not the teacher's, and a run with --given_frames_weight records both in distillation.json."""
@@ -478,6 +480,7 @@ def given_frames_error(trainer) -> float:
     return float(np.mean(errors))
 
 
+@pytest.mark.slow  # two distillation runs, about 30 s: `make test-slow`
 def test_given_frames_weight_brings_the_given_frames_closer_to_the_clip(assets, tmp_path):
     """The same short distillation with and without --given_frames_weight: with it, the student's clean
     estimate of the latent frames holding given frames ends nearer the clips' own latents."""

@@ -263,6 +263,7 @@ def test_sequence_parallel_training_takes_the_single_process_step(assets, tmp_pa
     assert bad.returncode == 2 and "--sp_size 3 must divide" in bad.stderr
 
 
+@pytest.mark.slow  # two training runs, about 30 s: `make test-slow`
 def test_text_cache_and_tensorboard(assets, tmp_path):
     """Cached text-encoder states give the same run; --report_to tensorboard writes event files."""
     base = ("--train_batch_size", 2, "--max_train_steps", 2, "--checkpointing_steps", 0, "--cfg", 0.0)
@@ -278,6 +279,7 @@ def test_text_cache_and_tensorboard(assets, tmp_path):
     assert records(tmp_path / "again", "train_loss") == pytest.approx(records(tmp_path / "plain", "train_loss"), rel=1e-6)
 
 
+@pytest.mark.slow  # a training run and a sampling run, about 30 s: `make test-slow`
 def test_a_pipelines_text_encoder_folder_trains_as_the_encoder_with_its_tokenizer(assets, tmp_path):
     """--text_encoder_name_1 PIPELINE/text_encoder (no tokenizer files there: they are in PIPELINE/tokenizer)
     reads the captions as the folder that holds both does; a folder with no tokenizer is a one-line error."""
