@@ -288,6 +288,7 @@ def refine_prompts(jobs: list[Job], source, dtype: torch.dtype, device: torch.de
 def run(args) -> int:
     from ..masks import MaskType
     from ..pipelines import load_pipeline
+    from ..pipelines.long_video import resolve_anchor
     from ..provenance import condition_record, file_sha256, model_record
     from ..schedulers import build_scheduler, method_name, scheduler_for
 
@@ -398,8 +399,7 @@ def run(args) -> int:
     out_dir = Path(args.save_img_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     clip_frames = args.segment_frames or pipe.clip_frames
-    if args.anchor is None:  # anchoring's default follows the model (README, "Long videos"); recorded as resolved
-        args.anchor = pipe.takes_reference_frame
+    args.anchor = resolve_anchor(pipe, args.anchor)  # the default follows the model; recorded as resolved
     for job in mine:
         resolve_num_frames(args, clip_frames, job)
         if is_long(args, job, clip_frames):

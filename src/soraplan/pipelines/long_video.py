@@ -216,6 +216,12 @@ def user_keyframes(conditions: list, num_frames: int, indices: list[int] | None,
     return keyframes, int(any_frame.shape[-2]), int(any_frame.shape[-1]), is_video
 
 
+def resolve_anchor(pipe, anchor: bool | None) -> bool:
+    """``anchor`` as asked, or for None the default: on for a model with the reference frame (measured
+    better there), off for any other (the frame-0 layout measured worse)."""
+    return pipe.takes_reference_frame if anchor is None else bool(anchor)
+
+
 def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_frames: int,
                         segment_frames: int | None = None, overlap: int = DEFAULT_OVERLAP, anchor: bool | None = None,
                         loop: bool = False, crossfade: bool = True, condition_indices: list[int] | None = None, mask_type=None,
@@ -245,8 +251,7 @@ def generate_long_video(pipe, prompts, conditions: list | None = None, *, num_fr
         raise ValueError(f"a loop ends on its first frame, but frame {num_frames - 1} is already given: drop the "
                          "loop or that keyframe")
     as_reference = pipe.takes_reference_frame  # anchors before the clip, as the model was trained
-    if anchor is None:  # the default: measured better on for such a model, off for any other
-        anchor = as_reference
+    anchor = resolve_anchor(pipe, anchor)
     plan = plan_long_video(num_frames, segment_frames, prompts, list(keyframes), overlap, anchor, loop, as_reference)
     if loop and 0 not in keyframes and plan.segments[0].keyframes.get(num_frames - 1) is not None:
         raise ValueError("a one-segment loop needs its first frame given (an image): make the video longer than "
